@@ -1,0 +1,68 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Release-build only what benchmarks need; tests build debug.
+let package = Package(
+    name: "Parley",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "parley", targets: ["parley"]),
+        .executable(name: "parley-load", targets: ["ParleyLoad"]),
+        .library(name: "ParleyClient", targets: ["ParleyClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CParleySys"),
+        .target(
+            name: "ParleyTransport",
+            dependencies: [
+                "CParleySys",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "ParleyHTTP", dependencies: ["ParleyTransport"]),
+        .target(
+            name: "ParleyWebSocket",
+            dependencies: ["ParleyTransport", "ParleyHTTP", "COpenSSL", "CZlib"]
+        ),
+        .target(
+            name: "ParleyServer",
+            dependencies: [
+                "ParleyTransport", "ParleyHTTP", "ParleyWebSocket",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+        .executableTarget(
+            name: "parley",
+            dependencies: [
+                "ParleyServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "ParleyClient", dependencies: ["ParleyTransport", "ParleyWebSocket"]),
+        .executableTarget(
+            name: "ParleyLoad",
+            dependencies: [
+                "ParleyClient", "ParleyTransport", "ParleyWebSocket",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ],
+            path: "LoadTests/ParleyLoad"
+        ),
+        .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket"]),
+        .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
+        .testTarget(name: "ParleyLoadTests", dependencies: ["ParleyLoad", .product(name: "Histogram", package: "hdrhistogram-swift")]),
+    ],
+    swiftLanguageModes: [.v5]
+)

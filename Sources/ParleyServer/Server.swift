@@ -1,0 +1,117 @@
+import Dispatch
+import Logging
+import ParleyTransport
+import ParleyHTTP
+import ParleyWebSocket
+
+/// Composition root: listener, loops, HTTP routes, WebSocket endpoints, lifecycle.
+public final class Server {
+    public let config: ServerConfig
+    private let logger: Logger
+    private var group: LoopGroup?
+    private var listener: Listener?
+    private var router = Router()
+    private let wsConfig: WebSocketConfig
+    public private(set) var port = 0
+
+    public init(config: ServerConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+        self.wsConfig = WebSocketConfig(maxMessageBytes: config.maxMessageBytes, pingIntervalMs: config.pingIntervalMs, pongTimeoutMs: config.pongTimeoutMs)
+        buildRoutes()
+    }
+
+    private func buildRoutes() {
+        router.add("GET", "/healthz") { _, _, _ in .respond(.json(200, #"{"status":"ok"}"#)) }
+        if config.echo {
+            let echo = EchoDelegate()
+            let ws = wsConfig
+            router.add("GET", "/v1/echo") { req, _, c in
+                switch Handshake.validate(req.head, subprotocols: []) {
+                case .failure(let e):
+                    return .respond(e.response)
+                case .success(let accepted):
+                    let session = WebSocketSession(connection: c, config: ws, subprotocol: accepted.subprotocol, delegate: echo)
+                    return .upgrade(response: Handshake.response(accepted), handler: session)
+                }
+            }
+        }
+    }
+
+    /// Binds and starts serving. Returns the bound port.
+    @discardableResult
+    public func start() throws -> Int {
+        let fileLimit = ProcessSetup.fileLimit
+        var limits = config.transport
+        // An echo of the largest message must fit in the outbound queue, twice over.
+        limits.hardLimitBytes = max(limits.hardLimitBytes, 2 * config.maxMessageBytes + 64 * 1024)
+        let budget = ConnectionBudget(fileLimit: fileLimit, reserved: limits.reservedDescriptors)
+        let loopCount = config.loops > 0 ? config.loops : System.activeCores
+        let group = LoopGroup(count: loopCount, mode: config.readiness, limits: limits, budget: budget)
+        let listener = try Listener(host: config.host, port: config.port, logger: logger)
+        let router = self.router
+        var httpLimits = HTTPServerLimits()
+        httpLimits.parser.maxBodyBytes = 1 << 20
+        listener.start(group: group, budget: budget) { loop, fd in
+            let http = HTTPConnectionHandler(limits: httpLimits, service: { req, c in router.handle(req, c) })
+            let c = loop.adopt(fd: fd, handler: http)
+            http.start(c)
+        }
+        self.group = group
+        self.listener = listener
+        self.port = listener.port
+        logger.info("listening", metadata: [
+            "http.host": "\(config.host)", "http.port": "\(listener.port)", "loops": "\(loopCount)",
+            "readiness": "\(config.readiness.rawValue)", "fd.limit": "\(fileLimit)", "conn.pause_at": "\(budget.pauseAt)",
+            "echo": "\(config.echo)",
+        ])
+        return listener.port
+    }
+
+    /// Stops accepting, closes every WebSocket with 1001 and waits (bounded) for them to go.
+    public func shutdown(completion: @escaping () -> Void) {
+        guard let group, let listener else { completion(); return }
+        logger.info("shutting down")
+        listener.stop {
+            for loop in group.loops {
+                loop.queue.async {
+                    loop.forEachConnection { c in
+                        if let ws = c.handler as? WebSocketSession { ws.close(.goingAway, reason: "server shutting down") } else { c.closeAfterFlush() }
+                    }
+                }
+            }
+            let deadline = monotonicMs() + self.config.shutdownGraceMs
+            func poll() {
+                var open = 0
+                for loop in group.loops { loop.queue.sync { open += loop.connectionCount } }
+                if open == 0 || monotonicMs() >= deadline {
+                    if open > 0 { self.logger.warning("shutdown grace over; dropping connections", metadata: ["conn.open": "\(open)"]) }
+                    completion()
+                } else {
+                    DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(20)) { poll() }
+                }
+            }
+            poll()
+        }
+    }
+}
+
+/// Echoes every text and binary message back, as is. Stateless: one for all sessions.
+final class EchoDelegate: WebSocketDelegate {
+    func webSocket(_ ws: WebSocketSession, text: UnsafeRawBufferPointer) { ws.sendText(text) }
+    func webSocket(_ ws: WebSocketSession, binary: UnsafeRawBufferPointer) { ws.sendBinary(binary) }
+    func webSocketClosed(_ ws: WebSocketSession) {}
+}
+
+public enum System {
+    public static var activeCores: Int {
+        #if canImport(Glibc)
+        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        #else
+        return 1
+        #endif
+    }
+}
+#if canImport(Glibc)
+import Glibc
+#endif

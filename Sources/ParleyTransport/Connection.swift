@@ -1,0 +1,356 @@
+import Dispatch
+import CParleySys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One socket on one loop: its unconsumed input, its unsent output, backpressure and deadlines.
+/// Every method must be called on `loop.queue`.
+public final class Connection {
+    public enum State: UInt8 { case open, closing, lingering, closed }
+    public enum CloseReason: UInt8 { case normal, eof, reset, overflow, stalled, timeout, shutdown }
+
+    public let fd: Int32
+    public unowned let loop: Loop
+    public let id: UInt32
+    public var handler: ConnectionHandler?
+    public private(set) var state: State = .open
+    public private(set) var closeReason: CloseReason = .normal
+    /// When set (non-zero), the handler's `connectionDeadline` runs once the loop's clock passes it.
+    public var deadlineMs: UInt64 = 0
+    /// Free for the protocol layer (e.g. last inbound activity).
+    public private(set) var lastReadMs: UInt64
+
+    private(set) var readPaused = false
+    private(set) var wantsWrite = false
+    /// Unconsumed input; empty (no allocation) in the common case where whole frames arrive.
+    private var pending: [UInt8] = []
+    /// Unsent output after EAGAIN; chunks may be shared with other connections.
+    private var outbound: [ByteChunk] = []
+    private var outHead = 0
+    private var outHeadOffset = 0
+    public private(set) var outboundBytes = 0
+    private var lastProgressMs: UInt64 = 0
+    private var lingerUntilMs: UInt64 = 0
+
+    // .sources mode only
+    private var readSource: DispatchSourceRead?
+    private var writeSource: DispatchSourceWrite?
+    private var readSourceSuspended = false
+    private var writeSourceActive = false
+    private var liveSources = 0
+
+    init(fd: Int32, loop: Loop, id: UInt32, handler: ConnectionHandler) {
+        self.fd = fd
+        self.loop = loop
+        self.id = id
+        self.handler = handler
+        self.lastReadMs = loop.nowMs
+    }
+
+    public var isOpen: Bool { state == .open }
+    var isAlive: Bool { state != .closed }
+
+    // MARK: reading
+
+    func handleReadable() {
+        let buf = loop.readBuffer
+        switch Sys.read(fd, buf.baseAddress!, Loop.readBufferBytes) {
+        case .bytes(let n):
+            lastReadMs = loop.nowMs
+            if state != .open { return }  // closing or lingering: input is discarded
+            loop.corkOwner = self
+            if pending.isEmpty {
+                let used = feed(UnsafeMutableRawBufferPointer(start: buf.baseAddress, count: n))
+                if used < n, state == .open {
+                    pending.append(contentsOf: UnsafeRawBufferPointer(start: buf.baseAddress! + used, count: n - used))
+                }
+            } else {
+                pending.append(contentsOf: UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
+                let used = pending.withUnsafeMutableBytes { feed($0) }
+                if state != .open || used == pending.count {
+                    pending = []  // release the capacity: idle connections hold no input buffer
+                } else if used > 0 {
+                    pending.removeFirst(used)
+                }
+            }
+            if loop.corkOwner === self { loop.uncork() }
+        case .wouldBlock:
+            return
+        case .eof:
+            close(state == .lingering ? .normal : .eof)
+        case .error:
+            close(.reset)
+        }
+    }
+
+    private func feed(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
+        var offset = 0
+        while offset < bytes.count, state == .open, let h = handler {
+            let rest = UnsafeMutableRawBufferPointer(start: bytes.baseAddress! + offset, count: bytes.count - offset)
+            let used = h.connectionRead(self, rest)
+            precondition(used >= 0 && used <= rest.count, "handler consumed more than it was given")
+            offset += used
+            if handler === h { break }  // same handler: it took what it could
+        }
+        return offset
+    }
+
+    // MARK: writing
+
+    /// Sends bytes (copied if they cannot go out at once).
+    public func send(_ bytes: UnsafeRawBufferPointer) {
+        guard state == .open, bytes.count > 0 else { return }
+        if loop.corkOwner === self { loop.corkAppend(bytes); return }
+        sendNow(bytes, nil)
+    }
+
+    /// Sends a frame header followed by a payload with one `writev` (payload not copied unless queued).
+    public func send(header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+        guard state == .open else { return }
+        if loop.corkOwner === self, payload.count <= 4096 {
+            loop.corkAppend(header); loop.corkAppend(payload); return
+        }
+        if loop.corkOwner === self { loop.uncork() }
+        sendNow(header, payload)
+    }
+
+    /// Sends a shared chunk (the same bytes may be queued on many connections).
+    public func send(_ chunk: ByteChunk) {
+        guard state == .open, chunk.count > 0 else { return }
+        if loop.corkOwner === self {
+            if chunk.count <= 4096 { loop.corkAppend(chunk.bytes); return }
+            loop.uncork()
+        }
+        if outHead < outbound.count { enqueue(chunk); return }
+        switch Sys.write(fd, chunk.base, chunk.count) {
+        case .bytes(let n) where n == chunk.count:
+            return
+        case .bytes(let n):
+            enqueue(chunk, offset: n)
+        case .wouldBlock:
+            enqueue(chunk)
+        case .eof, .error:
+            close(.reset)
+        }
+    }
+
+    /// Direct write of `a` (+ `b`), queuing what the socket does not take.
+    func sendNow(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer?) {
+        guard state == .open || state == .closing else { return }
+        let total = a.count + (b?.count ?? 0)
+        guard total > 0 else { return }
+        var written = 0
+        if outHead == outbound.count {
+            let result: IOResult
+            if let b, b.count > 0 {
+                loop.iovecs[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: a.baseAddress), iov_len: a.count)
+                loop.iovecs[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count)
+                result = Sys.writev(fd, loop.iovecs, 2)
+            } else {
+                result = Sys.write(fd, a.baseAddress!, a.count)
+            }
+            switch result {
+            case .bytes(let n): written = n
+            case .wouldBlock: written = 0
+            case .eof, .error: close(.reset); return
+            }
+            if written == total { return }
+        }
+        // Queue the remainder as one owned chunk.
+        let remaining = total - written
+        let chunk = ByteChunk(count: remaining) { dst in
+            var d = 0
+            if written < a.count {
+                let n = a.count - written
+                dst.baseAddress!.copyMemory(from: a.baseAddress! + written, byteCount: n)
+                d = n
+            }
+            if let b, b.count > 0 {
+                let skip = max(0, written - a.count)
+                (dst.baseAddress! + d).copyMemory(from: b.baseAddress! + skip, byteCount: b.count - skip)
+            }
+        }
+        enqueue(chunk)
+    }
+
+    private func enqueue(_ chunk: ByteChunk, offset: Int = 0) {
+        if outHead == outbound.count { lastProgressMs = loop.nowMs }
+        outbound.append(chunk)
+        if outbound.count == outHead + 1 { outHeadOffset = offset }
+        outboundBytes += chunk.count - offset
+        if !wantsWrite { wantsWrite = true; loop.updateInterest(self) }
+        if outboundBytes > loop.limits.hardLimitBytes {
+            closeReason = .overflow
+            if let h = handler { h.connectionOverflow(self) } else { close(.overflow) }
+            return
+        }
+        if outboundBytes > loop.limits.highWaterBytes, !readPaused {
+            readPaused = true
+            loop.updateInterest(self)
+        }
+    }
+
+    /// Drops queued output that has not started to go out (used before a last close frame to a peer
+    /// that is not reading). A partially written chunk stays, so the byte stream remains well-formed.
+    public func discardQueuedOutput() {
+        guard outHead < outbound.count else { return }
+        let keep = outHeadOffset > 0 ? outHead + 1 : outHead
+        for i in keep..<outbound.count { outboundBytes -= outbound[i].count }
+        outbound.removeSubrange(keep...)
+    }
+
+    func handleWritable() {
+        flush()
+    }
+
+    private func flush() {
+        while outHead < outbound.count {
+            var n = 0
+            var i = outHead
+            while i < outbound.count, n < Loop.maxIovecs {
+                let c = outbound[i]
+                let off = i == outHead ? outHeadOffset : 0
+                loop.iovecs[n] = iovec(iov_base: c.base + off, iov_len: c.count - off)
+                n += 1
+                i += 1
+            }
+            switch Sys.writev(fd, loop.iovecs, Int32(n)) {
+            case .bytes(var w):
+                lastProgressMs = loop.nowMs
+                outboundBytes -= w
+                while w > 0 {
+                    let left = outbound[outHead].count - outHeadOffset
+                    if w >= left { w -= left; outHead += 1; outHeadOffset = 0 } else { outHeadOffset += w; w = 0 }
+                }
+            case .wouldBlock:
+                compactOutbound()
+                return
+            case .eof, .error:
+                close(.reset)
+                return
+            }
+        }
+        outbound = []
+        outHead = 0
+        outHeadOffset = 0
+        outboundBytes = 0
+        var changed = false
+        if wantsWrite { wantsWrite = false; changed = true }
+        if readPaused, state == .open { readPaused = false; changed = true }
+        if changed, state != .closed { loop.updateInterest(self) }
+        if state == .closing { beginLinger() }
+    }
+
+    private func compactOutbound() {
+        if outHead > 32 {
+            outbound.removeFirst(outHead)
+            outHead = 0
+        }
+        if readPaused, outboundBytes < loop.limits.lowWaterBytes, state == .open {
+            readPaused = false
+            loop.updateInterest(self)
+        }
+    }
+
+    // MARK: closing
+
+    /// Flushes what is queued, then sends FIN and waits (bounded) for the peer's FIN before closing:
+    /// closing with unread input would send RST and could destroy our last frame in flight.
+    public func closeAfterFlush() {
+        guard state == .open else { return }
+        if loop.corkOwner === self { loop.uncork() }
+        state = .closing
+        if outHead == outbound.count { beginLinger() }
+    }
+
+    private func beginLinger() {
+        state = .lingering
+        _ = shutdown(fd, Int32(SHUT_WR))
+        lingerUntilMs = loop.nowMs + loop.limits.lingerMs
+        pending = []
+        if readPaused { readPaused = false; loop.updateInterest(self) }
+    }
+
+    /// Closes now. Safe to call more than once.
+    public func close(_ reason: CloseReason = .normal) {
+        guard state != .closed else { return }
+        if closeReason == .normal { closeReason = reason }
+        state = .closed
+        pending = []
+        outbound = []
+        outHead = 0
+        outboundBytes = 0
+        loop.remove(self)
+        let h = handler
+        handler = nil
+        h?.connectionClosed(self)
+    }
+
+    func tick(_ now: UInt64) {
+        switch state {
+        case .closed:
+            return
+        case .lingering:
+            if now >= lingerUntilMs { close(.normal) }
+            return
+        case .open, .closing:
+            if outHead < outbound.count, now &- lastProgressMs > loop.limits.writeStallMs {
+                close(.stalled)
+                return
+            }
+            if deadlineMs != 0, now >= deadlineMs {
+                deadlineMs = 0
+                if let h = handler { h.connectionDeadline(self, nowMs: now) } else { close(.timeout) }
+            }
+        }
+    }
+
+    // MARK: per-connection Dispatch sources (.sources mode)
+
+    func makeSources() {
+        let rs = DispatchSource.makeReadSource(fileDescriptor: fd, queue: loop.queue)
+        let ws = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue)
+        // Strong captures: the cycle is broken when libdispatch drops the handlers after cancel.
+        rs.setEventHandler { [self] in if state != .closed { loop.refreshClock(); handleReadable() } }
+        ws.setEventHandler { [self] in if state != .closed { loop.refreshClock(); handleWritable() } }
+        rs.setCancelHandler { [self] in sourceCancelled() }
+        ws.setCancelHandler { [self] in sourceCancelled() }
+        liveSources = 2
+        readSource = rs
+        writeSource = ws
+        rs.resume()  // the write source starts suspended: resumed only after EAGAIN
+    }
+
+    func syncSources() {
+        guard let rs = readSource, let ws = writeSource else { return }
+        if readPaused != readSourceSuspended {
+            if readPaused { rs.suspend() } else { rs.resume() }
+            readSourceSuspended = readPaused
+        }
+        if wantsWrite != writeSourceActive {
+            if wantsWrite { ws.resume() } else { ws.suspend() }
+            writeSourceActive = wantsWrite
+        }
+    }
+
+    func cancelSources() {
+        guard let rs = readSource, let ws = writeSource else { return }
+        // A suspended source never runs its cancel handler: cancel, then balance the suspension.
+        rs.cancel()
+        ws.cancel()
+        if readSourceSuspended { rs.resume(); readSourceSuspended = false }
+        if !writeSourceActive { ws.resume(); writeSourceActive = true }
+    }
+
+    /// The fd is closed in exactly one place: the last cancel handler of its two sources.
+    private func sourceCancelled() {
+        liveSources -= 1
+        if liveSources == 0 {
+            _ = Glibc.close(fd)
+            readSource = nil
+            writeSource = nil
+            loop.budget?.released()
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import Dispatch
+import Atomics
+import Logging
+import CParleySys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Counts open connections against the descriptor limit so accepting pauses well before
+/// RLIMIT_NOFILE: libdispatch aborts the process when it cannot open files (notes §A7).
+public final class ConnectionBudget: @unchecked Sendable {
+    public let pauseAt: Int
+    public let resumeAt: Int
+    let open = ManagedAtomic<Int>(0)
+    let listenerPaused = ManagedAtomic<Bool>(false)
+    var onResume: (() -> Void)?
+
+    public init(fileLimit: Int, reserved: Int) {
+        let reserve = max(reserved, fileLimit / 16)
+        pauseAt = max(16, fileLimit - reserve)
+        resumeAt = max(8, pauseAt - max(8, pauseAt / 50))
+    }
+
+    public var openConnections: Int { open.load(ordering: .relaxed) }
+
+    func acquired() { open.wrappingIncrement(ordering: .relaxed) }
+
+    func released() {
+        let now = open.wrappingDecrementThenLoad(ordering: .relaxed)
+        if now <= resumeAt, listenerPaused.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing).exchanged {
+            onResume?()
+        }
+    }
+}
+
+/// N loops; connections are spread round-robin.
+public final class LoopGroup {
+    public let loops: [Loop]
+    private var next = 0
+
+    public init(count: Int, mode: ReadinessMode = .epoll, limits: TransportLimits = .init(), budget: ConnectionBudget? = nil) {
+        loops = (0..<max(1, count)).map { Loop(index: $0, mode: mode, limits: limits, budget: budget) }
+        for l in loops { l.start() }
+    }
+
+    /// Not thread-safe: call from one queue (the listener's, or the client's driver).
+    public func nextLoop() -> Loop {
+        let l = loops[next]
+        next = (next + 1) % loops.count
+        return l
+    }
+}
+
+/// A non-blocking listening socket whose readiness arrives through one DispatchSourceRead.
+public final class Listener {
+    public let fd: Int32
+    public let port: Int
+    private let queue = DispatchQueue(label: "parley.accept", target: .global(qos: .userInteractive))
+    private var source: DispatchSourceRead?
+    private var spareFd: Int32 = -1
+    private let logger: Logger
+    private var stopped = false
+    private var suspended = false
+
+    public init(host: String, port: Int, logger: Logger) throws {
+        self.logger = logger
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw TransportError.socket(Sys.errnoString) }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        let resolved = host == "localhost" ? "127.0.0.1" : host
+        guard inet_pton(AF_INET, resolved, &addr.sin_addr) == 1 else {
+            _ = Glibc.close(fd)
+            throw TransportError.badAddress(host)
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            let m = Sys.errnoString
+            _ = Glibc.close(fd)
+            throw TransportError.bind(host: host, port: port, m)
+        }
+        guard listen(fd, Listener.somaxconn()) == 0 else {
+            let m = Sys.errnoString
+            _ = Glibc.close(fd)
+            throw TransportError.listen(m)
+        }
+        var bound = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        self.fd = fd
+        self.port = Int(UInt16(bigEndian: bound.sin_port))
+        self.spareFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    }
+
+    static func somaxconn() -> Int32 {
+        parley_read_int_file("/proc/sys/net/core/somaxconn", 4096)
+    }
+
+    /// Starts accepting; each new socket is adopted by the next loop and `onAccept` runs there.
+    public func start(group: LoopGroup, budget: ConnectionBudget, onAccept: @escaping (Loop, Int32) -> Void) {
+        let s = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        let perWakeup = group.loops[0].limits.acceptsPerWakeup
+        s.setEventHandler { [unowned self] in
+            self.acceptBatch(perWakeup: perWakeup, group: group, budget: budget, onAccept: onAccept)
+        }
+        budget.onResume = { [weak self] in
+            self?.queue.async {
+                guard let self, !self.stopped, self.suspended else { return }
+                self.suspended = false
+                self.logger.info("accepting resumed", metadata: ["conn.open": "\(budget.openConnections)"])
+                self.source?.resume()
+            }
+        }
+        source = s
+        s.resume()
+    }
+
+    private func acceptBatch(perWakeup: Int, group: LoopGroup, budget: ConnectionBudget, onAccept: @escaping (Loop, Int32) -> Void) {
+        // Linux reports no backlog size for a listener (data is always 1): accept until EAGAIN, capped.
+        for _ in 0..<perWakeup {
+            if budget.openConnections >= budget.pauseAt {
+                pauseAccepting(budget)
+                return
+            }
+            let cfd = parley_accept_nonblocking(fd)
+            if cfd < 0 {
+                let e = errno
+                switch e {
+                case EAGAIN, EWOULDBLOCK: return
+                case EINTR, ECONNABORTED, EPROTO: continue
+                case EMFILE, ENFILE:
+                    // The spare-fd trick: free one descriptor, accept and drop the connection, so the
+                    // level-triggered listener does not spin on a backlog we cannot take.
+                    if spareFd >= 0 { _ = Glibc.close(spareFd); spareFd = -1 }
+                    let victim = parley_accept_nonblocking(fd)
+                    if victim >= 0 { _ = Glibc.close(victim) }
+                    spareFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                    logger.warning("out of file descriptors: connection dropped")
+                    return
+                default:
+                    logger.warning("accept failed", metadata: ["errno": "\(e)"])
+                    return
+                }
+            }
+            Sys.setNoDelay(cfd)
+            budget.acquired()
+            let loop = group.nextLoop()
+            loop.queue.async { onAccept(loop, cfd) }
+        }
+    }
+
+    private func pauseAccepting(_ budget: ConnectionBudget) {
+        guard !suspended else { return }
+        suspended = true
+        source?.suspend()
+        logger.warning("accepting paused: near the descriptor limit", metadata: ["conn.open": "\(budget.openConnections)", "conn.pause_at": "\(budget.pauseAt)"])
+        budget.listenerPaused.store(true, ordering: .sequentiallyConsistent)
+        // A close may have happened between the check and the flag: re-check.
+        if budget.openConnections <= budget.resumeAt,
+           budget.listenerPaused.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing).exchanged {
+            suspended = false
+            source?.resume()
+        }
+    }
+
+    /// Stops accepting and closes the listening socket (from its source's cancel handler).
+    public func stop(completion: @escaping () -> Void = {}) {
+        queue.async {
+            guard !self.stopped, let s = self.source else { completion(); return }
+            self.stopped = true
+            let fd = self.fd
+            let spare = self.spareFd
+            s.setCancelHandler { _ = Glibc.close(fd); if spare >= 0 { _ = Glibc.close(spare) }; completion() }
+            s.cancel()
+            if self.suspended { self.suspended = false; s.resume() }
+        }
+    }
+}

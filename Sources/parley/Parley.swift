@@ -1,0 +1,120 @@
+import ArgumentParser
+import Dispatch
+import Logging
+import ParleyServer
+import ParleyTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Parley: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parley",
+        abstract: "Parley: in-app customer-support messaging server.",
+        discussion: """
+        Every option of `serve` can also be set by an environment variable named PARLEY_ and the \
+        option in capitals (e.g. --max-message-bytes → PARLEY_MAX_MESSAGE_BYTES). A flag on the \
+        command line wins over the environment.
+        """,
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Resolves an option: command line, then PARLEY_* environment variable, then the embedded default.
+func resolve<T>(_ flag: T?, _ env: String, _ fallback: T, _ parse: (String) -> T?) throws -> T {
+    if let flag { return flag }
+    if let raw = getenv(env).map({ String(cString: $0) }), !raw.isEmpty {
+        guard let v = parse(raw) else { throw ValidationError("\(env)=\(raw) is not a valid value") }
+        return v
+    }
+    return fallback
+}
+
+func parseBool(_ s: String) -> Bool? {
+    switch s.lowercased() {
+    case "1", "true", "yes", "on": return true
+    case "0", "false", "no", "off": return false
+    default: return nil
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the server (the default command).")
+
+    @Option(help: "Address to listen on (env PARLEY_HOST). Default 127.0.0.1.")
+    var host: String?
+    @Option(help: "TCP port; 0 picks a free one (env PARLEY_PORT). Default 8080.")
+    var port: Int?
+    @Option(help: "Event loops (serial queues), one per core by default (env PARLEY_LOOPS).")
+    var loops: Int?
+    @Option(help: "How socket readiness reaches the loops: epoll (one Dispatch source per loop over an epoll fd) or sources (two Dispatch sources per connection) (env PARLEY_READINESS). Default epoll.")
+    var readiness: String?
+    @Option(help: "Directory for the log and generated secrets (env PARLEY_DATA_DIR). Default ./parley-data.")
+    var dataDir: String?
+    @Flag(name: .customLong("echo"), help: "Enable GET /v1/echo, a WebSocket echo endpoint for conformance and benchmarks (env PARLEY_ECHO=1).")
+    var echoFlag = false
+    @Option(help: "Largest WebSocket message in bytes; larger ones close with 1009 (env PARLEY_MAX_MESSAGE_BYTES). Default 65536.")
+    var maxMessageBytes: Int?
+    @Option(help: "Seconds of silence before the server pings a WebSocket (env PARLEY_PING_INTERVAL). Default 30.")
+    var pingInterval: Int?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env PARLEY_LOG_LEVEL). Default info.")
+    var logLevel: String?
+    @Flag(help: "Do not switch the process to SCHED_BATCH (env PARLEY_NO_SCHED_BATCH=1).")
+    var noSchedBatch = false
+
+    func run() throws {
+        var config = ServerConfig()
+        config.host = try resolve(host, "PARLEY_HOST", config.host) { $0 }
+        config.port = try resolve(port, "PARLEY_PORT", config.port) { Int($0) }
+        config.loops = try resolve(loops, "PARLEY_LOOPS", config.loops) { Int($0) }
+        config.readiness = try resolve(readiness.map { ReadinessMode(rawValue: $0) } ?? nil, "PARLEY_READINESS", config.readiness) { ReadinessMode(rawValue: $0) }
+        if let r = readiness, ReadinessMode(rawValue: r) == nil { throw ValidationError("--readiness must be epoll or sources") }
+        config.dataDir = try resolve(dataDir, "PARLEY_DATA_DIR", config.dataDir) { $0 }
+        config.echo = try resolve(echoFlag ? true : nil, "PARLEY_ECHO", false, parseBool)
+        config.maxMessageBytes = try resolve(maxMessageBytes, "PARLEY_MAX_MESSAGE_BYTES", config.maxMessageBytes) { Int($0) }
+        let ping = try resolve(pingInterval, "PARLEY_PING_INTERVAL", 30) { Int($0) }
+        config.schedBatch = !(try resolve(noSchedBatch ? true : nil, "PARLEY_NO_SCHED_BATCH", false, parseBool))
+        let level = try resolve(logLevel, "PARLEY_LOG_LEVEL", "info") { $0 }
+
+        guard (0...65535).contains(config.port) else { throw ValidationError("port must be 0...65535") }
+        guard config.loops >= 0, config.loops <= 1024 else { throw ValidationError("loops must be 0...1024") }
+        guard config.maxMessageBytes >= 125, config.maxMessageBytes <= 1 << 30 else { throw ValidationError("max-message-bytes must be 125...1073741824") }
+        guard ping >= 1 else { throw ValidationError("ping-interval must be at least 1 second") }
+        config.pingIntervalMs = UInt64(ping) * 1000
+        guard let logLevel = Logger.Level(rawValue: level) else { throw ValidationError("unknown log level \(level)") }
+
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = logLevel
+            return h
+        }
+        let logger = Logger(label: "parley")
+        // Before Dispatch starts any thread, so its workers inherit the policy.
+        ProcessSetup.prepare(schedBatch: config.schedBatch)
+
+        let server = Server(config: config, logger: logger)
+        do {
+            try server.start()
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        // Graceful shutdown on SIGTERM/SIGINT; a second signal exits at once.
+        var signalSources: [DispatchSourceSignal] = []
+        var stopping = false
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .main)
+            s.setEventHandler {
+                if stopping { Glibc.exit(1) }
+                stopping = true
+                server.shutdown { Glibc.exit(0) }
+            }
+            s.resume()
+            signalSources.append(s)
+        }
+        withExtendedLifetime(signalSources) { dispatchMain() }
+    }
+}
