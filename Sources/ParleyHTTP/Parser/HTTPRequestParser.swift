@@ -8,6 +8,14 @@ public struct HTTPRequestHead: Equatable, Sendable {
     public var headers: [(name: String, value: String)]
     public var contentLength: Int
 
+    public init(method: String, target: String, versionMinor: Int, headers: [(name: String, value: String)], contentLength: Int) {
+        self.method = method
+        self.target = target
+        self.versionMinor = versionMinor
+        self.headers = headers
+        self.contentLength = contentLength
+    }
+
     public static func == (a: Self, b: Self) -> Bool {
         a.method == b.method && a.target == b.target && a.versionMinor == b.versionMinor
             && a.contentLength == b.contentLength
