@@ -67,6 +67,7 @@ public final class HTTPConnectionHandler: ConnectionHandler {
                 let body = Array(rest[bodyStart..<(bodyStart + head.contentLength)])
                 offset += consumed
                 let keepAlive = head.keepAlive
+                c.deadlineMs = 0  // an upgraded handler sets its own
                 switch service(HTTPRequest(head: head, body: body), c) {
                 case .respond(let r):
                     let out = r.serialized(keepAlive: keepAlive, includeBody: head.method != "HEAD")
@@ -76,7 +77,6 @@ public final class HTTPConnectionHandler: ConnectionHandler {
                 case .upgrade(let r, let next):
                     let out = r.serialized(keepAlive: true)
                     out.withUnsafeBytes { c.send($0) }
-                    c.deadlineMs = 0
                     c.handler = next
                     return offset  // the connection offers the rest to the new handler
                 }

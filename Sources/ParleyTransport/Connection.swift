@@ -66,13 +66,16 @@ public final class Connection {
                     pending.append(contentsOf: UnsafeRawBufferPointer(start: buf.baseAddress! + used, count: n - used))
                 }
             } else {
-                pending.append(contentsOf: UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
-                let used = pending.withUnsafeMutableBytes { feed($0) }
-                if state != .open || used == pending.count {
-                    pending = []  // release the capacity: idle connections hold no input buffer
-                } else if used > 0 {
-                    pending.removeFirst(used)
-                }
+                // Take the buffer out while handlers run: they may close the connection, which
+                // resets `pending`, and that must not happen under our own access to it.
+                var input = pending
+                pending = []
+                input.append(contentsOf: UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
+                let used = input.withUnsafeMutableBytes { feed($0) }
+                if state == .open, used < input.count {
+                    input.removeFirst(used)
+                    pending = input
+                }  // else dropped: idle connections hold no input buffer
             }
             if loop.corkOwner === self { loop.uncork() }
         case .wouldBlock:
