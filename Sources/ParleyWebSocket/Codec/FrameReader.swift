@@ -14,9 +14,12 @@ public struct FrameReaderLimits: Sendable {
     public var maxMessageBytes: Int
     /// RSV1 is legal only when an extension (permessage-deflate) was negotiated.
     public var allowRSV1: Bool
-    public init(maxMessageBytes: Int = 64 * 1024, allowRSV1: Bool = false) {
+    /// Servers read masked frames (clients must mask); clients read unmasked ones.
+    public var expectMasked: Bool
+    public init(maxMessageBytes: Int = 64 * 1024, allowRSV1: Bool = false, expectMasked: Bool = true) {
         self.maxMessageBytes = maxMessageBytes
         self.allowRSV1 = allowRSV1
+        self.expectMasked = expectMasked
     }
 }
 
@@ -84,7 +87,7 @@ public struct FrameReader: Sendable {
             if rsv != 0, !(rsv == 0x40 && limits.allowRSV1 && !opcode.isControl && opcode != .continuation) {
                 return .fail(.protocolError)
             }
-            guard b1 & 0x80 != 0 else { return .fail(.protocolError) }  // clients must mask
+            guard (b1 & 0x80 != 0) == limits.expectMasked else { return .fail(.protocolError) }  // clients mask, servers don't
             let len7 = b1 & 0x7F
             if opcode.isControl {
                 guard fin, len7 <= 125 else { return .fail(.protocolError) }
@@ -94,7 +97,8 @@ public struct FrameReader: Sendable {
                 guard messageOpcode == nil else { return .fail(.protocolError) }
             }
             let lengthBytes = len7 == 126 ? 2 : (len7 == 127 ? 8 : 0)
-            let headerLen = 2 + lengthBytes + 4
+            let maskBytes = limits.expectMasked ? 4 : 0
+            let headerLen = 2 + lengthBytes + maskBytes
             guard available >= headerLen else { return .consumed(off) }
             var length = UInt64(len7)
             if lengthBytes == 2 {
@@ -103,7 +107,7 @@ public struct FrameReader: Sendable {
                 length = UInt64(bigEndian: (base + off + 2).loadUnaligned(as: UInt64.self))
                 guard length & (1 << 63) == 0 else { return .fail(.protocolError) }
             }
-            let key = loadMaskKey(base + off + 2 + lengthBytes)
+            let key = maskBytes == 0 ? 0 : loadMaskKey(base + off + 2 + lengthBytes)
 
             if opcode.isControl {
                 let total = headerLen + Int(length)  // length <= 125

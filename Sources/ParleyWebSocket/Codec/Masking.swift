@@ -3,7 +3,7 @@
 /// into a UInt64, rotated by the offset (notes §A2: ~8x faster than byte-wise).
 @inline(__always)
 public func unmask(_ bytes: UnsafeMutableRawBufferPointer, key: UInt32, offset: Int) {
-    guard let base = bytes.baseAddress else { return }
+    guard let base = bytes.baseAddress, key != 0 else { return }  // key 0: unmasked (client side)
     let count = bytes.count
     // key holds the 4 key bytes in wire order, little-endian: byte k0 is the low byte.
     let shift = UInt32((offset & 3) * 8)

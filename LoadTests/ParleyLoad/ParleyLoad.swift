@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import ParleyClient
+import ParleyTransport
+
+@main
+struct ParleyLoad: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parley-load",
+        abstract: "Load generator for Parley: honest latency percentiles and throughput.",
+        subcommands: [Echo.self]
+    )
+}
+
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Client event loops (default 1: pin the tool to one core with taskset).")
+    var loops = 1
+    @Option(help: "Seconds to run before measuring.")
+    var warmup = 1.0
+    @Option(help: "Seconds to measure (every run stops by itself).")
+    var duration = 10.0
+    @Option(help: "PID of the server, to report its CPU and RSS beside the tool's.")
+    var serverPid: Int32?
+    @Option(help: "Write every figure as JSON to this file.")
+    var json: String?
+    @Option(help: "Comma-separated local addresses to connect from (e.g. 127.0.0.2,127.0.0.3) for many connections.")
+    var sourceAddresses: String?
+    @Flag(help: "Allow a target that is not on this machine.")
+    var allowRemote = false
+
+    func validateTarget(_ url: WebSocketURL) throws {
+        guard url.isLoopback || allowRemote else { throw ValidationError("\(url.host) is not a loopback address; pass --allow-remote to target it") }
+        guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be within (0, 3600] seconds") }
+        guard warmup >= 0, warmup <= 600 else { throw ValidationError("--warmup must be within [0, 600] seconds") }
+        guard (1...256).contains(loops) else { throw ValidationError("--loops must be 1...256") }
+    }
+
+    var sources: [String] { sourceAddresses?.split(separator: ",").map(String.init) ?? [] }
+}
+
+struct Echo: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Raw WebSocket echo against /v1/echo (server: parley serve --echo).")
+
+    @Option(help: "Target, e.g. ws://127.0.0.1:8080/v1/echo")
+    var url: String
+    @Option(help: "Concurrent connections.")
+    var connections = 100
+    @Option(help: "Messages in flight per connection.")
+    var inflight = 1
+    @Option(help: "Message size in bytes (at least 16: the send time travels in the message).")
+    var size = 16
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        guard let u = WebSocketURL(url) else { throw ValidationError("--url must look like ws://HOST:PORT/PATH") }
+        try common.validateTarget(u)
+        guard (1...1_000_000).contains(connections) else { throw ValidationError("--connections must be 1...1000000") }
+        guard (1...10_000).contains(inflight) else { throw ValidationError("--inflight must be 1...10000") }
+        guard (16...(1 << 20)).contains(size) else { throw ValidationError("--size must be 16...1048576") }
+    }
+
+    func run() throws {
+        ProcessSetup.prepare(schedBatch: true)
+        let target = WebSocketURL(url)!
+        let scenario = EchoScenario(url: target, connections: connections, inflight: inflight, size: size, loops: common.loops)
+        let (opened, failed) = scenario.connectAll(timeoutSeconds: 30, sourceAddresses: common.sources)
+        guard opened > 0 else {
+            print("error: no connection opened (\(failed) failed)")
+            throw ExitCode(1)
+        }
+        if opened < connections { print("warning: \(opened) of \(connections) connections opened, \(failed) failed") }
+        Thread.sleep(forTimeInterval: common.warmup)
+        scenario.setMeasuring(true)
+        let toolCPU0 = processCPUSeconds(getpid()) ?? 0
+        let serverCPU0 = common.serverPid.flatMap(processCPUSeconds)
+        let t0 = Date()
+        Thread.sleep(forTimeInterval: common.duration)
+        scenario.setMeasuring(false)
+        let elapsed = Date().timeIntervalSince(t0)
+        let toolCPU = ((processCPUSeconds(getpid()) ?? 0) - toolCPU0) / elapsed * 100
+        let serverCPU = serverCPU0.flatMap { c0 in common.serverPid.flatMap(processCPUSeconds).map { ($0 - c0) / elapsed * 100 } }
+        let serverRSS = common.serverPid.flatMap(processRSSBytes)
+        let stats = scenario.collect()
+        scenario.closeAll()
+        let summary = Summary(
+            scenario: "echo", url: target.description, connections: opened, inflight: inflight, messageBytes: size,
+            durationSeconds: elapsed, messages: stats.messages, messagesPerSecond: Double(stats.messages) / elapsed,
+            errors: stats.errors, latencyMicros: Summary.latency(stats.histogram), toolCPUPercent: toolCPU,
+            serverCPUPercent: serverCPU, serverRSSBytes: serverRSS)
+        summary.printText()
+        if let j = common.json { try summary.writeJSON(j) }
+    }
+}

@@ -1,0 +1,75 @@
+import Histogram
+import Foundation
+
+/// Latency and counts gathered on one client loop (loop-confined: no locks on the hot path).
+final class LoopStats {
+    var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var messages: UInt64 = 0
+    var errors: UInt64 = 0
+    var opened = 0
+    var closed = 0
+
+    func reset() {
+        histogram.reset()
+        messages = 0
+    }
+}
+
+/// A finished measurement, printable and serialisable.
+struct Summary: Codable {
+    var scenario: String
+    var url: String
+    var connections: Int
+    var inflight: Int
+    var messageBytes: Int
+    var durationSeconds: Double
+    var messages: UInt64
+    var messagesPerSecond: Double
+    var errors: UInt64
+    var latencyMicros: [String: Double]
+    var toolCPUPercent: Double
+    var serverCPUPercent: Double?
+    var serverRSSBytes: UInt64?
+
+    static func latency(_ h: Histogram<UInt64>) -> [String: Double] {
+        guard h.totalCount > 0 else { return [:] }
+        func us(_ ns: UInt64) -> Double { (Double(ns) / 1000 * 10).rounded() / 10 }
+        return ["p50": us(h.valueAtPercentile(50)), "p90": us(h.valueAtPercentile(90)), "p99": us(h.valueAtPercentile(99)),
+                "p99.9": us(h.valueAtPercentile(99.9)), "max": us(h.max), "mean": (h.mean / 100).rounded() / 10]
+    }
+
+    func printText() {
+        print("\(scenario)  \(url)  connections=\(connections) inflight=\(inflight) size=\(messageBytes)B duration=\(String(format: "%.1f", durationSeconds))s")
+        print(String(format: "  messages: %llu  (%.0f msg/s)   errors: %llu", messages, messagesPerSecond, errors))
+        if !latencyMicros.isEmpty {
+            let keys = ["p50", "p90", "p99", "p99.9", "max"]
+            print("  latency µs: " + keys.map { "\($0) \(String(format: "%.1f", latencyMicros[$0] ?? 0))" }.joined(separator: "  "))
+        }
+        var cpu = String(format: "  cpu: tool %.0f%%", toolCPUPercent)
+        if let s = serverCPUPercent { cpu += String(format: "  server %.0f%%", s) }
+        if let r = serverRSSBytes { cpu += String(format: "  server rss %.1f MiB", Double(r) / 1048576) }
+        print(cpu)
+    }
+
+    func writeJSON(_ path: String) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try enc.encode(self).write(to: URL(fileURLWithPath: path))
+    }
+}
+
+/// CPU seconds (user+system) of a process, from /proc/<pid>/stat; nil if it cannot be read.
+func processCPUSeconds(_ pid: Int32) -> Double? {
+    guard let s = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = s.lastIndex(of: ")") else { return nil }
+    let fields = s[s.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let u = Double(fields[11]), let k = Double(fields[12]) else { return nil }
+    return (u + k) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+func processRSSBytes(_ pid: Int32) -> UInt64? {
+    guard let s = try? String(contentsOfFile: "/proc/\(pid)/statm", encoding: .utf8) else { return nil }
+    let f = s.split(separator: " ")
+    guard f.count > 1, let pages = UInt64(f[1]) else { return nil }
+    return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+}

@@ -1,0 +1,247 @@
+import ParleyTransport
+import ParleyWebSocket
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public protocol WebSocketClientDelegate: AnyObject {
+    func clientOpened(_ client: WebSocketClient)
+    func client(_ client: WebSocketClient, text: UnsafeRawBufferPointer)
+    func client(_ client: WebSocketClient, binary: UnsafeRawBufferPointer)
+    /// `code` is the server's close code if it sent one; `error` says why otherwise.
+    func clientClosed(_ client: WebSocketClient, code: UInt16?, error: String?)
+}
+
+public enum ClientError: Error, CustomStringConvertible {
+    case connect(String)
+    case badAddress(String)
+    public var description: String {
+        switch self {
+        case .connect(let m): return "connect: \(m)"
+        case .badAddress(let a): return "bad address: \(a)"
+        }
+    }
+}
+
+/// A WebSocket client on the project's own transport: non-blocking connect, handshake, masked
+/// frames out, unmasked frames in. Lives on one loop; call everything on `loop.queue`.
+public final class WebSocketClient: ConnectionHandler {
+    public enum State { case connecting, open, closed }
+
+    public private(set) var connection: Connection!
+    public private(set) var state: State = .connecting
+    public weak var delegate: WebSocketClientDelegate?
+    public var userData: AnyObject?
+    /// Free for the caller (e.g. an index into its own tables).
+    public var tag = 0
+    public private(set) var subprotocol: String?
+    private var reader: FrameReader
+    private let expectedAccept: String
+    private var serverCloseCode: UInt16?
+    private var closeSent = false
+    private var rng: UInt64
+
+    private init(maxMessageBytes: Int, key: String, seed: UInt64) {
+        reader = FrameReader(limits: FrameReaderLimits(maxMessageBytes: maxMessageBytes, expectMasked: false))
+        expectedAccept = Handshake.acceptKey(for: key)
+        rng = seed | 1
+    }
+
+    /// Starts connecting. Call on `loop.queue`. `sourceAddress` binds the local side (for spreading
+    /// many connections over 127.0.0.0/8).
+    public static func connect(_ url: WebSocketURL, on loop: Loop, sourceAddress: String? = nil, subprotocols: [String] = [],
+                               maxMessageBytes: Int = 16 << 20, delegate: WebSocketClientDelegate?) throws -> WebSocketClient {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(url.port).bigEndian)
+        guard inet_pton(AF_INET, url.host == "localhost" ? "127.0.0.1" : url.host, &addr.sin_addr) == 1 else {
+            throw ClientError.badAddress(url.host)
+        }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ClientError.connect(String(cString: strerror(errno))) }
+        if let src = sourceAddress {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            guard inet_pton(AF_INET, src, &local.sin_addr) == 1 else { _ = Glibc.close(fd); throw ClientError.badAddress(src) }
+            let rc = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            guard rc == 0 else { let m = String(cString: strerror(errno)); _ = Glibc.close(fd); throw ClientError.connect("bind \(src): \(m)") }
+        }
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if rc != 0, errno != EINPROGRESS {
+            let m = String(cString: strerror(errno))
+            _ = Glibc.close(fd)
+            throw ClientError.connect(m)
+        }
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+
+        var seed = UInt64(truncatingIfNeeded: monotonicNs()) ^ UInt64(UInt32(bitPattern: fd)) &* 0x9E37_79B9_7F4A_7C15
+        var keyBytes = [UInt8](repeating: 0, count: 16)
+        for i in 0..<16 { seed = seed &* 6364136223846793005 &+ 1442695040888963407; keyBytes[i] = UInt8(truncatingIfNeeded: seed >> 33) }
+        let key = base64(keyBytes)
+        let client = WebSocketClient(maxMessageBytes: maxMessageBytes, key: key, seed: seed)
+        client.delegate = delegate
+        client.connection = loop.adopt(fd: fd, handler: client)
+        var req = "GET \(url.path) HTTP/1.1\r\nHost: \(url.host):\(url.port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        req += "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
+        if !subprotocols.isEmpty { req += "Sec-WebSocket-Protocol: \(subprotocols.joined(separator: ", "))\r\n" }
+        req += "\r\n"
+        // On a socket still connecting, the write waits in the outbound queue for writability.
+        Array(req.utf8).withUnsafeBytes { client.connection.send($0) }
+        return client
+    }
+
+    // MARK: sending
+
+    public func sendText(_ payload: UnsafeRawBufferPointer) { send(.text, payload) }
+    public func sendBinary(_ payload: UnsafeRawBufferPointer) { send(.binary, payload) }
+    public func sendText(_ s: String) {
+        var s = s
+        s.withUTF8 { send(.text, UnsafeRawBufferPointer($0)) }
+    }
+
+    private func nextKey() -> UInt32 {
+        // xorshift: masking keys need not be cryptographic for a test client, only varied.
+        rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17
+        let k = UInt32(truncatingIfNeeded: rng)
+        return k == 0 ? 0x5A5A_5A5A : k
+    }
+
+    func send(_ op: Opcode, _ payload: UnsafeRawBufferPointer) {
+        guard state == .open, !closeSent else { return }
+        let key = nextKey()
+        let total = FrameEncoder.maxHeaderBytes + 4 + payload.count
+        withUnsafeTemporaryAllocation(byteCount: total, alignment: 8) { buf in
+            let p = buf.baseAddress!
+            var n = FrameEncoder.writeHeader(into: p, opcode: op, length: payload.count)
+            p.storeBytes(of: p.load(fromByteOffset: 1, as: UInt8.self) | 0x80, toByteOffset: 1, as: UInt8.self)
+            p.storeBytes(of: key.littleEndian, toByteOffset: n, as: UInt32.self)
+            n += 4
+            if payload.count > 0 {
+                (p + n).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
+                unmask(UnsafeMutableRawBufferPointer(start: p + n, count: payload.count), key: key, offset: 0)
+            }
+            connection.send(UnsafeRawBufferPointer(start: p, count: n + payload.count))
+        }
+    }
+
+    /// Sends close and waits for the server's close (the server closes TCP).
+    public func close(_ code: CloseCode = .normal) {
+        guard state == .open, !closeSent else { if state == .connecting { connection.close() }; return }
+        let payload = FrameEncoder.closePayload(code)
+        payload.withUnsafeBytes { send(.close, $0) }
+        closeSent = true
+        connection.deadlineMs = connection.loop.nowMs + 5_000
+    }
+
+    // MARK: ConnectionHandler
+
+    public func connectionRead(_ c: Connection, _ bytes: UnsafeMutableRawBufferPointer) -> Int {
+        var offset = 0
+        if state == .connecting {
+            guard let end = headEnd(bytes) else {
+                if bytes.count > 16 * 1024 { fail("handshake response too large") }
+                return 0
+            }
+            let head = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[0..<end]), as: UTF8.self)
+            guard head.hasPrefix("HTTP/1.1 101") else {
+                fail("handshake refused: " + String(head.prefix(while: { $0 != "\r" })))
+                return bytes.count
+            }
+            var accept: String?
+            for line in head.split(separator: "\r\n").dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                let name = line[..<colon].lowercased()
+                let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t")
+                if name == "sec-websocket-accept" { accept = value }
+                if name == "sec-websocket-protocol" { subprotocol = value }
+            }
+            guard accept == expectedAccept else { fail("bad Sec-WebSocket-Accept"); return bytes.count }
+            state = .open
+            offset = end + 4
+            delegate?.clientOpened(self)
+            guard state == .open else { return bytes.count }
+        }
+        let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[offset...])
+        let outcome = reader.read(rest) { ev in
+            switch ev {
+            case .text(let t): delegate?.client(self, text: t)
+            case .binary(let b): delegate?.client(self, binary: b)
+            case .ping(let p): send(.pong, p)
+            case .pong: break
+            case .close(let code, _):
+                serverCloseCode = code
+                if !closeSent {
+                    let payload = code.map { FrameEncoder.closePayload(CloseCode($0)) } ?? []
+                    payload.withUnsafeBytes { send(.close, $0) }
+                    closeSent = true
+                }
+                connection.closeAfterFlush()
+                return false
+            }
+            return state == .open && connection.isOpen
+        }
+        switch outcome {
+        case .consumed(let n): return offset + n
+        case .fail(let code):
+            fail("server broke the protocol (\(code.rawValue))")
+            return bytes.count
+        }
+    }
+
+    private var closeError: String?
+
+    private func fail(_ why: String) {
+        closeError = why
+        connection.close(.reset)
+    }
+
+    private func headEnd(_ b: UnsafeMutableRawBufferPointer) -> Int? {
+        guard b.count >= 4 else { return nil }
+        for i in 0...(b.count - 4) where b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
+        return nil
+    }
+
+    public func connectionDeadline(_ c: Connection, nowMs: UInt64) { c.close(.timeout) }
+    public func connectionOverflow(_ c: Connection) { fail("send queue overflow"); }
+
+    public func connectionClosed(_ c: Connection) {
+        let wasOpen = state
+        state = .closed
+        var err = closeError
+        if err == nil, serverCloseCode == nil, !closeSent {
+            err = wasOpen == .connecting ? "connection failed" : "connection lost (\(c.closeReason))"
+        }
+        delegate?.clientClosed(self, code: serverCloseCode, error: err)
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: String) -> String {
+        var s = self
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+private let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+func base64(_ bytes: [UInt8]) -> String {
+    var out: [UInt8] = []
+    var i = 0
+    while i + 3 <= bytes.count {
+        let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+        out += [alphabet[Int(v >> 18)], alphabet[Int((v >> 12) & 63)], alphabet[Int((v >> 6) & 63)], alphabet[Int(v & 63)]]
+        i += 3
+    }
+    let rem = bytes.count - i
+    if rem == 1 {
+        let v = UInt32(bytes[i]) << 16
+        out += [alphabet[Int(v >> 18)], alphabet[Int((v >> 12) & 63)], 61, 61]
+    } else if rem == 2 {
+        let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
+        out += [alphabet[Int(v >> 18)], alphabet[Int((v >> 12) & 63)], alphabet[Int((v >> 6) & 63)], 61]
+    }
+    return String(decoding: out, as: UTF8.self)
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses (swiftc -sanitize=fuzzer over the pure codec/parser sources)
+# and runs each for a bounded time. Usage: scripts/fuzz.sh [seconds-per-harness, default 20]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-20}"
+out=.build/fuzz
+mkdir -p "$out"
+build() { # name, harness, sources...
+  local name=$1; shift
+  swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name "${name//-/_}" "$@" -o "$out/$name" \
+    >"$out/$name.build.log" 2>&1 || { cat "$out/$name.build.log"; exit 1; }
+}
+build frame-reader-fuzz LoadTests/Fuzz/FrameReaderFuzz.swift Sources/ParleyWebSocket/Codec/*.swift
+build http-parser-fuzz LoadTests/Fuzz/HTTPParserFuzz.swift Sources/ParleyHTTP/Parser/HTTPRequestParser.swift
+
+# Seed corpora from the shared vectors, so the fuzzer starts from real frames and requests.
+seeds=$(mktemp -d)
+trap 'rm -rf "$seeds"' EXIT
+mkdir -p "$seeds/ws" "$seeds/http"
+python3 - "$seeds" <<'PY'
+import json, sys, pathlib
+d = pathlib.Path(sys.argv[1])
+for i, line in enumerate(open("Protocol/vectors/ws/frames.jsonl")):
+    data = bytes.fromhex(json.loads(line)["input"])
+    if len(data) < 4096:
+        (d / "ws" / f"{i}").write_bytes(bytes([i % 7]) + data)
+reqs = [b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", b"PUT /v1/users/u/orders/o HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}",
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"]
+for i, r in enumerate(reqs):
+    (d / "http" / f"{i}").write_bytes(bytes([i * 9]) + r)
+PY
+for h in frame-reader-fuzz:ws http-parser-fuzz:http; do
+  name=${h%%:*}; corpus=${h##*:}
+  echo "fuzz: $name for ${secs}s"
+  if ! "$out/$name" -max_total_time="$secs" -max_len=8192 -print_final_stats=1 -artifact_prefix="$out/$name-" \
+       "$seeds/$corpus" >"$out/$name.log" 2>&1; then
+    tail -40 "$out/$name.log"; echo "fuzz: $name FAILED (crash input saved under $out)"; exit 1
+  fi
+  grep -E "^stat::(number_of_executed_units|new_units_added)" "$out/$name.log" | sed 's/^/  /' 
+done
+echo "fuzz: no crashes"
