@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 dur=${1:-5}; rounds=${2:-3}
 server_cpu=${SERVER_CPU:-0}; load_cpu=${LOAD_CPU:-1}; loops=${LOOPS:-1}
 configs=${CONFIGS:-"100:1 100:10 1000:1 1000:10"}
+servers=${SERVERS:-"parley-epoll parley-sources nio"}
 
 swift build -c release --product parley >/dev/null
 swift build -c release --product parley-load >/dev/null
@@ -41,7 +42,7 @@ start_server() { # name -> sets spid, sport
 for round in $(seq "$rounds"); do
   for cfg in $configs; do
     c=${cfg%%:*}; d=${cfg##*:}
-    for server in parley-epoll parley-sources nio; do
+    for server in $servers; do
       start_server $server
       taskset -c "$load_cpu" $R/parley-load echo --url ws://127.0.0.1:$sport/v1/echo --connections "$c" --inflight "$d" \
         --warmup 1 --duration "$dur" --server-pid "$spid" --json "$out/$server-c$c-d$d-r$round.json" >/dev/null
@@ -62,7 +63,7 @@ for cfg in configs:
     c, d = cfg.split(":")
     med = {}; p99 = {}
     for s in ("parley-epoll", "parley-sources", "nio"):
-        r = runs(s, c, d)
+        r = runs(s, c, d) or [{"messagesPerSecond": float("nan"), "latencyMicros": {}}]
         med[s] = statistics.median(x["messagesPerSecond"] for x in r)
         p99[s] = statistics.median(x["latencyMicros"].get("p99", 0) for x in r)
     print(f"| {c} | {d} | {med['parley-epoll']:,.0f} | {med['parley-sources']:,.0f} | {med['nio']:,.0f} | "

@@ -33,6 +33,7 @@ public final class Loop {
     static let readBufferBytes = 64 * 1024
     static let maxEventsPerWait: Int32 = 64
     static let maxIovecs = 64
+    static let maxWaitsPerWakeup = 16
 
     /// The loop's one read buffer: connections read into it and keep only what they leave unconsumed.
     let readBuffer: UnsafeMutableRawBufferPointer
@@ -162,8 +163,10 @@ public final class Loop {
         let inBits = UInt32(parley_EPOLLIN()) | UInt32(parley_EPOLLRDHUP())
         let errBits = UInt32(parley_EPOLLERR()) | UInt32(parley_EPOLLHUP())
         let outBit = UInt32(parley_EPOLLOUT())
-        // Bounded: the epoll fd stays readable if more is pending, and Dispatch fires again.
-        for _ in 0..<4 {
+        // Bounded (16 x 64 events), so timers and queued work still get their turn; the epoll fd
+        // stays readable if more is pending and Dispatch fires again. Each return to Dispatch costs
+        // a re-arm (epoll_ctl on the manager thread) and a thread hand-off, so drain generously.
+        for _ in 0..<Loop.maxWaitsPerWakeup {
             let n = Int(parley_epoll_wait(epfd, events, datas, Loop.maxEventsPerWait, 0))
             if n <= 0 { break }
             for i in 0..<n {

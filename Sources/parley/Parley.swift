@@ -59,6 +59,8 @@ struct Serve: ParsableCommand {
     var maxMessageBytes: Int?
     @Option(help: "Seconds of silence before the server pings a WebSocket (env PARLEY_PING_INTERVAL). Default 30.")
     var pingInterval: Int?
+    @Option(help: "Seconds a ping may go unanswered (no byte at all from the peer) before the connection is dropped (env PARLEY_PONG_TIMEOUT). Default 10.")
+    var pongTimeout: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env PARLEY_LOG_LEVEL). Default info.")
     var logLevel: String?
     @Flag(help: "Do not switch the process to SCHED_BATCH (env PARLEY_NO_SCHED_BATCH=1).")
@@ -75,6 +77,7 @@ struct Serve: ParsableCommand {
         config.echo = try resolve(echoFlag ? true : nil, "PARLEY_ECHO", false, parseBool)
         config.maxMessageBytes = try resolve(maxMessageBytes, "PARLEY_MAX_MESSAGE_BYTES", config.maxMessageBytes) { Int($0) }
         let ping = try resolve(pingInterval, "PARLEY_PING_INTERVAL", 30) { Int($0) }
+        let pong = try resolve(pongTimeout, "PARLEY_PONG_TIMEOUT", 10) { Int($0) }
         config.schedBatch = !(try resolve(noSchedBatch ? true : nil, "PARLEY_NO_SCHED_BATCH", false, parseBool))
         let level = try resolve(logLevel, "PARLEY_LOG_LEVEL", "info") { $0 }
 
@@ -83,6 +86,8 @@ struct Serve: ParsableCommand {
         guard config.maxMessageBytes >= 125, config.maxMessageBytes <= 1 << 30 else { throw ValidationError("max-message-bytes must be 125...1073741824") }
         guard ping >= 1 else { throw ValidationError("ping-interval must be at least 1 second") }
         config.pingIntervalMs = UInt64(ping) * 1000
+        guard pong >= 1 else { throw ValidationError("pong-timeout must be at least 1 second") }
+        config.pongTimeoutMs = UInt64(pong) * 1000
         guard let logLevel = Logger.Level(rawValue: level) else { throw ValidationError("unknown log level \(level)") }
 
         LoggingSystem.bootstrap { label in
