@@ -8,7 +8,7 @@ struct ParleyLoad: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley-load",
         abstract: "Load generator for Parley: honest latency percentiles and throughput.",
-        subcommands: [Echo.self]
+        subcommands: [Echo.self, Connect.self]
     )
 }
 
@@ -89,5 +89,64 @@ struct Echo: ParsableCommand {
             serverCPUPercent: serverCPU, serverRSSBytes: serverRSS)
         summary.printText()
         if let j = common.json { try summary.writeJSON(j) }
+    }
+}
+
+struct Connect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Open N idle WebSocket connections, hold them, report connect rate and server memory per connection.")
+
+    @Option(help: "Target, e.g. ws://127.0.0.1:8080/v1/echo")
+    var url: String
+    @Option(help: "Connections to open.")
+    var connections = 1000
+    @Option(help: "Connects per second (0: as fast as the window allows).")
+    var rate = 0.0
+    @Option(help: "Most connects outstanding at once.")
+    var window = 1000
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        guard let u = WebSocketURL(url) else { throw ValidationError("--url must look like ws://HOST:PORT/PATH") }
+        try common.validateTarget(u)
+        guard (1...1_000_000).contains(connections) else { throw ValidationError("--connections must be 1...1000000") }
+        guard rate >= 0, (1...100_000).contains(window) else { throw ValidationError("--rate must be >= 0 and --window 1...100000") }
+    }
+
+    func run() throws {
+        let fdLimit = ProcessSetup.prepare(schedBatch: true)
+        if connections + 64 > fdLimit { print("warning: fd limit \(fdLimit) is below --connections; raise it (ulimit -n)") }
+        let target = WebSocketURL(url)!
+        let scenario = ConnectScenario(url: target, loops: common.loops)
+        let rss0 = common.serverPid.flatMap(processRSSBytes)
+        let t0 = Date()
+        scenario.open(count: connections, rate: rate, window: window, sources: common.sources, deadline: t0.addingTimeInterval(common.duration + 60))
+        let connectSeconds = Date().timeIntervalSince(t0)
+        let (opened, failed, err) = scenario.totals()
+        Thread.sleep(forTimeInterval: max(1, common.warmup))  // let the server settle before reading its RSS
+        let rss1 = common.serverPid.flatMap(processRSSBytes)
+        let toolRSS = processRSSBytes(getpid())
+        Thread.sleep(forTimeInterval: common.duration)
+        let (stillOpen, _, _) = scenario.totals()
+        scenario.closeAll()
+        var report: [String: Double] = [
+            "connectionsRequested": Double(connections), "opened": Double(opened), "failed": Double(failed),
+            "connectSeconds": connectSeconds, "connectsPerSecond": Double(opened) / connectSeconds,
+            "toolRSSBytes": Double(toolRSS ?? 0), "heldSeconds": common.duration, "openAtEnd": Double(stillOpen),
+        ]
+        print("connect  \(target)  requested=\(connections) opened=\(opened) failed=\(failed)")
+        print(String(format: "  connect rate: %.0f/s over %.2fs", Double(opened) / connectSeconds, connectSeconds))
+        if let a = rss0, let b = rss1, opened > 0 {
+            let per = (Double(b) - Double(a)) / Double(opened)
+            report["serverRSSBeforeBytes"] = Double(a)
+            report["serverRSSAfterBytes"] = Double(b)
+            report["serverRSSPerConnectionBytes"] = per
+            print(String(format: "  server rss: %.1f MiB -> %.1f MiB  = %.0f bytes per connection (kernel buffers not included)", Double(a) / 1048576, Double(b) / 1048576, per))
+        }
+        if let e = err { print("  first error: \(e)") }
+        if let j = common.json {
+            let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+            try data.write(to: URL(fileURLWithPath: j))
+        }
+        if opened == 0 { throw ExitCode(1) }
     }
 }

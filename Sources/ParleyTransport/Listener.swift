@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Atomics
 import Logging
 import CParleySys
@@ -34,12 +35,20 @@ public final class ConnectionBudget: @unchecked Sendable {
 }
 
 /// N loops; connections are spread round-robin.
+///
+/// Loops live as long as the process: their Dispatch sources run handlers that refer to them, and
+/// a source must never be released while it runs. `LoopGroup.all` keeps every loop ever started.
 public final class LoopGroup {
     public let loops: [Loop]
     private var next = 0
+    nonisolated(unsafe) private static var all: [Loop] = []
+    private static let allLock = NSLock()
 
     public init(count: Int, mode: ReadinessMode = .epoll, limits: TransportLimits = .init(), budget: ConnectionBudget? = nil) {
         loops = (0..<max(1, count)).map { Loop(index: $0, mode: mode, limits: limits, budget: budget) }
+        LoopGroup.allLock.lock()
+        LoopGroup.all += loops
+        LoopGroup.allLock.unlock()
         for l in loops { l.start() }
     }
 
