@@ -9,6 +9,8 @@ let package = Package(
         .executable(name: "parley", targets: ["parley"]),
         .executable(name: "parley-load", targets: ["ParleyLoad"]),
         .library(name: "ParleyClient", targets: ["ParleyClient"]),
+        // For LoadTests/Benchmarks (its own package): the pure codecs, measured in isolation.
+        .library(name: "ParleyCodecs", targets: ["ParleyWebSocket", "ParleyHTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

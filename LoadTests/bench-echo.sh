@@ -5,7 +5,8 @@
 #
 # Usage: LoadTests/bench-echo.sh [duration-seconds=5] [rounds=3]
 #   env: SERVER_CPU (default 0), LOAD_CPU (default 1), LOOPS (server loops, default 1),
-#        CONFIGS (default "100:1 100:10 1000:1 1000:10" as connections:inflight)
+#        CONFIGS (default "100:1 100:10 1000:1 1000:10" as connections:inflight),
+#        SERVERS (default "parley-epoll parley-sources nio"), TOOL_LOOPS (load tool loops, default 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-5}; rounds=${2:-3}
@@ -44,7 +45,7 @@ for round in $(seq "$rounds"); do
     c=${cfg%%:*}; d=${cfg##*:}
     for server in $servers; do
       start_server $server
-      taskset -c "$load_cpu" $R/parley-load echo --url ws://127.0.0.1:$sport/v1/echo --connections "$c" --inflight "$d" \
+      taskset -c "$load_cpu" $R/parley-load echo --url ws://127.0.0.1:$sport/v1/echo --connections "$c" --inflight "$d" --loops "${TOOL_LOOPS:-1}" \
         --warmup 1 --duration "$dur" --server-pid "$spid" --json "$out/$server-c$c-d$d-r$round.json" >/dev/null
       kill "$spid"; wait "$spid" 2>/dev/null || true
       echo "round $round c=$c d=$d $server: $(python3 -c "import json;print(round(json.load(open('$out/$server-c$c-d$d-r$round.json'))['messagesPerSecond']))") msg/s" >&2

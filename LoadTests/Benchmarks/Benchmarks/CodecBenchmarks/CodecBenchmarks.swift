@@ -1,0 +1,79 @@
+import Benchmark
+import ParleyHTTP
+import ParleyWebSocket
+
+// Target: 0 mallocs to parse and unmask a frame that is complete in the read buffer.
+
+/// A buffer of `count` masked client text frames of `size` bytes each. The key and payload are
+/// chosen so unmasking twice (every other iteration re-masks in place) still yields valid ASCII.
+private func maskedFrames(count: Int, size: Int) -> [UInt8] {
+    let payload = [UInt8](repeating: UInt8(ascii: "a"), count: size)
+    var out: [UInt8] = []
+    for _ in 0..<count { out += payload.withUnsafeBytes { FrameEncoder.maskedFrame(.text, $0, key: 0x0403_0201) } }
+    return out
+}
+
+private func parseAll(_ reader: inout FrameReader, _ buf: UnsafeMutableRawBufferPointer) -> Int {
+    var delivered = 0
+    _ = reader.read(buf) { ev in
+        if case .text(let t) = ev { delivered &+= t.count }
+        return true
+    }
+    return delivered
+}
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(metrics: [.mallocCountTotal, .wallClock, .throughput], maxDuration: .seconds(2))
+
+    Benchmark("FrameReader: one 16-byte text frame complete in the buffer") { benchmark in
+        var frames = maskedFrames(count: 1, size: 16)
+        var reader = FrameReader()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            blackHole(frames.withUnsafeMutableBytes { parseAll(&reader, $0) })
+        }
+    }
+
+    Benchmark("FrameReader: 64 text frames of 150 bytes in one read") { benchmark in
+        var frames = maskedFrames(count: 64, size: 150)
+        var reader = FrameReader()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            blackHole(frames.withUnsafeMutableBytes { parseAll(&reader, $0) })
+        }
+    }
+
+    Benchmark("FrameReader: one 16 KiB text frame") { benchmark in
+        var frames = maskedFrames(count: 1, size: 16 * 1024)
+        var reader = FrameReader()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            blackHole(frames.withUnsafeMutableBytes { parseAll(&reader, $0) })
+        }
+    }
+
+    Benchmark("FrameEncoder: server frame header") { benchmark in
+        var header: (UInt64, UInt64) = (0, 0)
+        for i in benchmark.scaledIterations {
+            blackHole(withUnsafeMutableBytes(of: &header) { FrameEncoder.writeHeader(into: $0.baseAddress!, opcode: .text, length: 100 + i & 0xFFFF) })
+        }
+    }
+
+    Benchmark("UTF8Validator: 1 KiB of mixed text") { benchmark in
+        let text = Array(String(repeating: "hello κόσμε, order #12345 😀 ", count: 30).utf8.prefix(1024))
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            blackHole(text.withUnsafeBytes { UTF8Validator.isValid($0) })
+        }
+    }
+
+    Benchmark("HTTPRequestParser: WebSocket upgrade request") { benchmark in
+        let req = Array(("GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: parley.v1\r\n\r\n").utf8)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            var p = HTTPRequestParser()
+            blackHole(req.withUnsafeBytes { p.parse($0) })
+        }
+    }
+}
