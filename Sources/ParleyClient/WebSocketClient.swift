@@ -35,11 +35,11 @@ public final class WebSocketClient: ConnectionHandler {
     /// Free for the caller (e.g. an index into its own tables).
     public var tag = 0
     public private(set) var subprotocol: String?
-    private var reader: FrameReader
+    @exclusivity(unchecked) private var reader: FrameReader
     private let expectedAccept: String
     private var serverCloseCode: UInt16?
-    private var closeSent = false
-    private var rng: UInt64
+    @exclusivity(unchecked) private var closeSent = false
+    @exclusivity(unchecked) private var rng: UInt64
 
     private init(maxMessageBytes: Int, key: String, seed: UInt64) {
         reader = FrameReader(limits: FrameReaderLimits(maxMessageBytes: maxMessageBytes, expectMasked: false))

@@ -27,8 +27,8 @@ public final class Loop {
     public let mode: ReadinessMode
     public let limits: TransportLimits
     /// The loop's monotonic clock, refreshed at each wake-up and tick.
-    public private(set) var nowMs: UInt64 = monotonicMs()
-    public private(set) var connectionCount = 0
+    @exclusivity(unchecked) public private(set) var nowMs: UInt64 = monotonicMs()
+    @exclusivity(unchecked) public private(set) var connectionCount = 0
 
     static let readBufferBytes = 64 * 1024
     static let maxEventsPerWait: Int32 = 64
@@ -44,17 +44,17 @@ public final class Loop {
     private let events: UnsafeMutablePointer<UInt32>
     private let datas: UnsafeMutablePointer<UInt64>
     /// Connections by fd number (dense, small). A slot is cleared before its fd is closed.
-    var table: [Connection?] = []
+    @exclusivity(unchecked) var table: [Connection?] = []
     private var nextId: UInt32 = 1
     let budget: ConnectionBudget?
     private var tickHandlers: [(UInt64) -> Void] = []
 
     // Output corking: while one connection handles its input, its writes collect here and go out
     // as one write at the end of the turn. Only one connection is corked at a time (serial loop).
-    var corkOwner: Connection?
-    var corkBuffer: UnsafeMutableRawPointer
-    var corkCapacity = 16 * 1024
-    var corkCount = 0
+    @exclusivity(unchecked) var corkOwner: Connection?
+    @exclusivity(unchecked) var corkBuffer: UnsafeMutableRawPointer
+    @exclusivity(unchecked) var corkCapacity = 16 * 1024
+    @exclusivity(unchecked) var corkCount = 0
 
     init(index: Int, mode: ReadinessMode, limits: TransportLimits, budget: ConnectionBudget?) {
         self.index = index

@@ -34,10 +34,10 @@ public final class WebSocketSession: ConnectionHandler {
     public var delegate: WebSocketDelegate?
     public let subprotocol: String?
     private let config: WebSocketConfig
-    private var reader: FrameReader
+    @exclusivity(unchecked) private var reader: FrameReader
     private var timer: Timer = .idle
     private var pingSentMs: UInt64 = 0
-    public private(set) var closeSent = false
+    @exclusivity(unchecked) public private(set) var closeSent = false
     private var overflowing = false
     /// Free for the layer above (e.g. the chat session).
     public var userData: AnyObject?
