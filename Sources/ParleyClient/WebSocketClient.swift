@@ -112,16 +112,8 @@ public final class WebSocketClient: ConnectionHandler {
         let key = nextKey()
         let total = FrameEncoder.maxHeaderBytes + 4 + payload.count
         withUnsafeTemporaryAllocation(byteCount: total, alignment: 8) { buf in
-            let p = buf.baseAddress!
-            var n = FrameEncoder.writeHeader(into: p, opcode: op, length: payload.count)
-            p.storeBytes(of: p.load(fromByteOffset: 1, as: UInt8.self) | 0x80, toByteOffset: 1, as: UInt8.self)
-            p.storeBytes(of: key.littleEndian, toByteOffset: n, as: UInt32.self)
-            n += 4
-            if payload.count > 0 {
-                (p + n).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
-                unmask(UnsafeMutableRawBufferPointer(start: p + n, count: payload.count), key: key, offset: 0)
-            }
-            connection.send(UnsafeRawBufferPointer(start: p, count: n + payload.count))
+            let n = FrameEncoder.writeMaskedFrame(into: buf.baseAddress!, op, payload, key: key)
+            connection.send(UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
         }
     }
 

@@ -52,21 +52,25 @@ public enum FrameEncoder {
         return out
     }
 
-    /// A client frame (masked), for the client SDK, the load tool and tests.
+    /// Writes a masked client frame into `out` (at least `maxHeaderBytes + 4 + payload.count` bytes)
+    /// and returns its length. For the client SDK, the load tool and tests.
+    @inline(__always)
+    public static func writeMaskedFrame(into out: UnsafeMutableRawPointer, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer, key: UInt32, fin: Bool = true) -> Int {
+        var n = writeHeader(into: out, opcode: opcode, length: payload.count, fin: fin)
+        out.storeBytes(of: out.load(fromByteOffset: 1, as: UInt8.self) | 0x80, toByteOffset: 1, as: UInt8.self)
+        out.storeBytes(of: key.littleEndian, toByteOffset: n, as: UInt32.self)
+        n += 4
+        if payload.count > 0 {
+            (out + n).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
+            unmask(UnsafeMutableRawBufferPointer(start: out + n, count: payload.count), key: key, offset: 0)
+        }
+        return n + payload.count
+    }
+
+    /// A masked client frame as bytes.
     public static func maskedFrame(_ opcode: Opcode, _ payload: UnsafeRawBufferPointer, key: UInt32, fin: Bool = true) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: maxHeaderBytes + 4 + payload.count)
-        let total: Int = out.withUnsafeMutableBytes { dst in
-            let p = dst.baseAddress!
-            var n = writeHeader(into: p, opcode: opcode, length: payload.count, fin: fin)
-            p.storeBytes(of: p.load(fromByteOffset: 1, as: UInt8.self) | 0x80, toByteOffset: 1, as: UInt8.self)
-            p.storeBytes(of: key.littleEndian, toByteOffset: n, as: UInt32.self)
-            n += 4
-            if payload.count > 0 {
-                (p + n).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
-                unmask(UnsafeMutableRawBufferPointer(start: p + n, count: payload.count), key: key, offset: 0)
-            }
-            return n + payload.count
-        }
+        let total = out.withUnsafeMutableBytes { writeMaskedFrame(into: $0.baseAddress!, opcode, payload, key: key, fin: fin) }
         out.removeSubrange(total...)
         return out
     }

@@ -94,17 +94,5 @@ public enum HandshakeError: Error, Equatable {
 }
 
 extension String {
-    func trimmingCharacters() -> String {
-        String(self[...].trimmingSpacesPublic())
-    }
-}
-
-extension Substring {
-    func trimmingSpacesPublic() -> Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
-    }
-    func trimmingSpaces() -> Substring { trimmingSpacesPublic() }
+    func trimmingCharacters() -> String { String(self[...].trimmingSpaces()) }
 }
