@@ -31,6 +31,7 @@ let package = Package(
             ]
         ),
         .target(name: "ParleyHTTP", dependencies: ["ParleyTransport"]),
+        .target(name: "ParleyLog", dependencies: ["CParleySys", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "ParleyWebSocket",
             dependencies: ["ParleyTransport", "ParleyHTTP", "COpenSSL", "CZlib"]
@@ -38,7 +39,7 @@ let package = Package(
         .target(
             name: "ParleyServer",
             dependencies: [
-                "ParleyTransport", "ParleyHTTP", "ParleyWebSocket",
+                "ParleyTransport", "ParleyHTTP", "ParleyWebSocket", "ParleyLog",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
             ]
@@ -46,9 +47,10 @@ let package = Package(
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyServer",
+                "ParleyServer", "ParleyLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         .target(name: "ParleyClient", dependencies: ["ParleyTransport", "ParleyWebSocket"]),
@@ -64,6 +66,7 @@ let package = Package(
         ),
         .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
+        .testTarget(name: "ParleyLogTests", dependencies: ["ParleyLog"]),
         .testTarget(name: "ParleyLoadTests", dependencies: ["ParleyLoad", .product(name: "Histogram", package: "hdrhistogram-swift")]),
     ],
     swiftLanguageModes: [.v5]

@@ -17,7 +17,7 @@ struct Parley: ParsableCommand {
         option in capitals (e.g. --max-message-bytes → PARLEY_MAX_MESSAGE_BYTES). A flag on the \
         command line wins over the environment.
         """,
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, LogCommand.self],
         defaultSubcommand: Serve.self
     )
 }

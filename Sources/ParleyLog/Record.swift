@@ -1,0 +1,248 @@
+/// Record types. The log itself knows `tombstone` (erasure) and `noop`; the chat layer defines the rest
+/// in the range it owns. Unknown types are kept and skipped by readers that do not know them.
+public struct RecordType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public init(_ v: UInt8) { rawValue = v }
+
+    public static let noop = RecordType(0)
+    /// Erases content: the payload names what (a user or a conversation); the cleaner rewrites sealed
+    /// segments dropping the erased payloads while keeping offsets and sequences.
+    public static let tombstone = RecordType(1)
+    // Chat records (ParleyChat decides their payloads).
+    public static let message = RecordType(16)
+    public static let conversationCreated = RecordType(17)
+    public static let conversationAssigned = RecordType(18)
+    public static let conversationTransferred = RecordType(19)
+    public static let conversationResolved = RecordType(20)
+    public static let orderAttached = RecordType(21)
+    public static let csat = RecordType(22)
+    public static let readMarker = RecordType(23)
+    public static let order = RecordType(24)
+    public static let agentStatus = RecordType(25)
+
+    public var description: String {
+        switch self {
+        case .noop: return "noop"
+        case .tombstone: return "tombstone"
+        case .message: return "message"
+        case .conversationCreated: return "conversation.created"
+        case .conversationAssigned: return "conversation.assigned"
+        case .conversationTransferred: return "conversation.transferred"
+        case .conversationResolved: return "conversation.resolved"
+        case .orderAttached: return "order.attached"
+        case .csat: return "csat"
+        case .readMarker: return "read"
+        case .order: return "order"
+        case .agentStatus: return "agent.status"
+        default: return "type\(rawValue)"
+        }
+    }
+}
+
+/// A 16-byte conversation id (a UUID); all zero for records outside any conversation.
+public struct ConversationID: Hashable, Sendable, CustomStringConvertible {
+    public var high: UInt64
+    public var low: UInt64
+    public init(high: UInt64, low: UInt64) { self.high = high; self.low = low }
+    public static let none = ConversationID(high: 0, low: 0)
+    public var isNone: Bool { high == 0 && low == 0 }
+
+    /// Parses 32 hex digits, with or without UUID dashes.
+    public init?(_ s: String) {
+        let hex = s.filter { $0 != "-" }
+        guard hex.count == 32, let h = UInt64(hex.prefix(16), radix: 16), let l = UInt64(hex.suffix(16), radix: 16) else { return nil }
+        high = h; low = l
+    }
+
+    public var description: String {
+        let h = String(high, radix: 16), l = String(low, radix: 16)
+        let s = String(repeating: "0", count: 16 - h.count) + h + String(repeating: "0", count: 16 - l.count) + l
+        let c = Array(s)
+        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
+    }
+}
+
+/// One log record. `offset` and `term` are assigned by the log on append.
+public struct Record: Equatable, Sendable {
+    public var type: RecordType
+    public var flags: UInt16
+    public var term: UInt32
+    public var offset: UInt64
+    public var timestampMs: Int64
+    public var conversation: ConversationID
+    /// Dense per conversation from 1; 0 for records outside a conversation's sequence.
+    public var sequence: UInt64
+    /// The client's idempotency key (clientMsgId), at most 64 bytes; empty if none.
+    public var key: [UInt8]
+    public var payload: [UInt8]
+
+    public init(type: RecordType, flags: UInt16 = 0, term: UInt32 = 1, offset: UInt64 = 0, timestampMs: Int64 = 0,
+                conversation: ConversationID = .none, sequence: UInt64 = 0, key: [UInt8] = [], payload: [UInt8] = []) {
+        self.type = type; self.flags = flags; self.term = term; self.offset = offset; self.timestampMs = timestampMs
+        self.conversation = conversation; self.sequence = sequence; self.key = key; self.payload = payload
+    }
+}
+
+public enum LogError: Error, Equatable, CustomStringConvertible {
+    case keyTooLong(Int)
+    case payloadTooLarge(Int)
+    /// Disk full: nothing of the batch was kept; appending works again once space returns.
+    case noSpace
+    case io(String, errno: Int32)
+    /// Corruption that is not a torn tail: where, and why. The log refuses to open.
+    case corrupt(file: String, position: Int64, reason: String)
+    case badSegmentHeader(file: String, reason: String)
+    case closed
+    case notFound
+
+    public var description: String {
+        switch self {
+        case .keyTooLong(let n): return "idempotency key of \(n) bytes (at most \(RecordCodec.maxKeyBytes))"
+        case .payloadTooLarge(let n): return "payload of \(n) bytes (at most \(RecordCodec.maxPayloadBytes))"
+        case .noSpace: return "no space left on device"
+        case .io(let what, let e): return "\(what): errno \(e)"
+        case .corrupt(let f, let p, let r): return "corrupt record in \(f) at byte \(p): \(r)"
+        case .badSegmentHeader(let f, let r): return "bad segment header in \(f): \(r)"
+        case .closed: return "log is closed"
+        case .notFound: return "not found"
+        }
+    }
+}
+
+/// The on-disk frame, little-endian, 8-byte aligned:
+///
+/// | off | size | field |
+/// |---|---|---|
+/// | 0 | 4 | frameLen: bytes after this field through the end of the payload (60 + keyLen + payloadLen) |
+/// | 4 | 4 | CRC-32C over bytes [0,4) and [8, 4+frameLen): it covers the length and every header field |
+/// | 8 | 1 | version (1) |
+/// | 9 | 1 | type |
+/// | 10 | 2 | flags |
+/// | 12 | 4 | term |
+/// | 16 | 8 | offset |
+/// | 24 | 8 | timestamp, Unix ms |
+/// | 32 | 16 | conversation id |
+/// | 48 | 8 | sequence in the conversation |
+/// | 56 | 1 | keyLen (≤ 64) |
+/// | 57 | 3 | zero |
+/// | 60 | 4 | payloadLen |
+/// | 64 | keyLen | idempotency key |
+/// | 64+keyLen | payloadLen | payload |
+/// | … | 0–7 | zero padding to the next multiple of 8 |
+public enum RecordCodec {
+    public static let version: UInt8 = 1
+    public static let headerBytes = 64
+    public static let maxKeyBytes = 64
+    public static let maxPayloadBytes = 1 << 20
+
+    @inline(__always) public static func paddedSize(keyBytes: Int, payloadBytes: Int) -> Int {
+        (headerBytes + keyBytes + payloadBytes + 7) & ~7
+    }
+
+    public static func encodedSize(_ r: Record) -> Int { paddedSize(keyBytes: r.key.count, payloadBytes: r.payload.count) }
+
+    public static func validate(_ r: Record) throws {
+        if r.key.count > maxKeyBytes { throw LogError.keyTooLong(r.key.count) }
+        if r.payload.count > maxPayloadBytes { throw LogError.payloadTooLarge(r.payload.count) }
+    }
+
+    /// Writes the frame at `out` (room for `encodedSize(r)` bytes) and returns its size.
+    @discardableResult
+    public static func encode(_ r: Record, into out: UnsafeMutableRawPointer) -> Int {
+        let size = encodedSize(r)
+        let frameLen = UInt32(60 + r.key.count + r.payload.count)
+        out.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        out.storeBytes(of: frameLen.littleEndian, toByteOffset: 0, as: UInt32.self)
+        out.storeBytes(of: version, toByteOffset: 8, as: UInt8.self)
+        out.storeBytes(of: r.type.rawValue, toByteOffset: 9, as: UInt8.self)
+        out.storeBytes(of: r.flags.littleEndian, toByteOffset: 10, as: UInt16.self)
+        out.storeBytes(of: r.term.littleEndian, toByteOffset: 12, as: UInt32.self)
+        out.storeBytes(of: r.offset.littleEndian, toByteOffset: 16, as: UInt64.self)
+        out.storeBytes(of: r.timestampMs.littleEndian, toByteOffset: 24, as: Int64.self)
+        out.storeBytes(of: r.conversation.high.bigEndian, toByteOffset: 32, as: UInt64.self)
+        out.storeBytes(of: r.conversation.low.bigEndian, toByteOffset: 40, as: UInt64.self)
+        out.storeBytes(of: r.sequence.littleEndian, toByteOffset: 48, as: UInt64.self)
+        out.storeBytes(of: UInt8(r.key.count), toByteOffset: 56, as: UInt8.self)
+        out.storeBytes(of: UInt32(r.payload.count).littleEndian, toByteOffset: 60, as: UInt32.self)
+        r.key.withUnsafeBytes { if $0.count > 0 { (out + 64).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        r.payload.withUnsafeBytes { if $0.count > 0 { (out + 64 + r.key.count).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        out.storeBytes(of: crc(UnsafeRawBufferPointer(start: out, count: 4 + Int(frameLen))).littleEndian, toByteOffset: 4, as: UInt32.self)
+        return size
+    }
+
+    public static func encode(_ r: Record) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: encodedSize(r))
+        out.withUnsafeMutableBytes { _ = encode(r, into: $0.baseAddress!) }
+        return out
+    }
+
+    /// CRC of a frame (without padding): bytes [0,4) and [8, end).
+    @inline(__always)
+    static func crc(_ frame: UnsafeRawBufferPointer) -> UInt32 {
+        let c = CRC32C.update(0, UnsafeRawBufferPointer(rebasing: frame[0..<4]))
+        return CRC32C.update(c, UnsafeRawBufferPointer(rebasing: frame[8...]))
+    }
+
+    public enum Decoded: Equatable {
+        /// A valid record and the bytes it took (padded).
+        case record(Record, size: Int)
+        /// Not enough bytes for the frame its length announces (or for a header).
+        case truncated
+        /// Bytes that are not a valid frame, and why.
+        case invalid(String)
+    }
+
+    /// Reads the frame's header fields without copying key or payload (for scans).
+    public struct Header: Equatable {
+        public var type: RecordType, flags: UInt16, term: UInt32, offset: UInt64, timestampMs: Int64
+        public var conversation: ConversationID, sequence: UInt64
+        public var keyRange: Range<Int>, payloadRange: Range<Int>
+        public var size: Int
+    }
+
+    public enum HeaderResult { case header(Header), truncated, invalid(String) }
+
+    /// Validates the frame at the start of `b` (CRC included) and returns its header.
+    public static func decodeHeader(_ b: UnsafeRawBufferPointer) -> HeaderResult {
+        guard b.count >= 8 else { return .truncated }
+        let frameLen = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
+        if frameLen == 0 { return .invalid("zero length") }
+        guard frameLen >= 60, frameLen <= 60 + maxKeyBytes + maxPayloadBytes else { return .invalid("length \(frameLen) out of range") }
+        guard b.count >= 4 + frameLen else { return .truncated }
+        let stored = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+        guard crc(UnsafeRawBufferPointer(rebasing: b[0..<(4 + frameLen)])) == stored else { return .invalid("checksum mismatch") }
+        guard b[8] == version else { return .invalid("unknown version \(b[8])") }
+        let keyLen = Int(b[56])
+        let payloadLen = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 60, as: UInt32.self)))
+        guard keyLen <= maxKeyBytes, b[57] == 0, b[58] == 0, b[59] == 0, 60 + keyLen + payloadLen == frameLen else {
+            return .invalid("inconsistent lengths")
+        }
+        let size = paddedSize(keyBytes: keyLen, payloadBytes: payloadLen)
+        let h = Header(
+            type: RecordType(b[9]),
+            flags: UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 10, as: UInt16.self)),
+            term: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 12, as: UInt32.self)),
+            offset: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+            timestampMs: Int64(littleEndian: b.loadUnaligned(fromByteOffset: 24, as: Int64.self)),
+            conversation: ConversationID(high: UInt64(bigEndian: b.loadUnaligned(fromByteOffset: 32, as: UInt64.self)),
+                                         low: UInt64(bigEndian: b.loadUnaligned(fromByteOffset: 40, as: UInt64.self))),
+            sequence: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 48, as: UInt64.self)),
+            keyRange: 64..<(64 + keyLen), payloadRange: (64 + keyLen)..<(64 + keyLen + payloadLen), size: size)
+        return .header(h)
+    }
+
+    public static func decode(_ b: UnsafeRawBufferPointer) -> Decoded {
+        switch decodeHeader(b) {
+        case .truncated: return .truncated
+        case .invalid(let why): return .invalid(why)
+        case .header(let h):
+            let r = Record(type: h.type, flags: h.flags, term: h.term, offset: h.offset, timestampMs: h.timestampMs,
+                           conversation: h.conversation, sequence: h.sequence,
+                           key: Array(b[h.keyRange]), payload: Array(b[h.payloadRange]))
+            return .record(r, size: h.size)
+        }
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> Decoded { bytes.withUnsafeBytes { decode($0) } }
+}
