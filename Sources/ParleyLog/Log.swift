@@ -576,6 +576,14 @@ public final class Log: @unchecked Sendable {
                 report.dropped.append((seg.path, pos, fileSize - pos))
                 try rewrite(seg, keepingUpTo: pos)
                 return true
+            case .header(let h) where pos + Int64(h.size) > fileSize && chunkStart + Int64(chunkLen) >= fileSize:
+                // The frame checks out but its padding is cut off: the write that carried it was not
+                // complete, so it was never acknowledged. Same as a truncated frame.
+                if isLast { tornTail(at: pos); return true }
+                guard config.repair else { throw LogError.corrupt(file: seg.path, position: pos, reason: "record runs past the end of a sealed segment") }
+                report.dropped.append((seg.path, pos, fileSize - pos))
+                try rewrite(seg, keepingUpTo: pos)
+                return true
             case .header(let h):
                 if let p = previous, h.offset <= p {
                     guard config.repair else {
