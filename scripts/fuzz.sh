@@ -13,11 +13,12 @@ build() { # name, harness, sources...
 }
 build frame-reader-fuzz LoadTests/Fuzz/FrameReaderFuzz.swift Sources/ParleyWebSocket/Codec/*.swift
 build http-parser-fuzz LoadTests/Fuzz/HTTPParserFuzz.swift Sources/ParleyHTTP/Parser/HTTPRequestParser.swift
+build record-codec-fuzz LoadTests/Fuzz/RecordCodecFuzz.swift Sources/ParleyLog/CRC32C.swift Sources/ParleyLog/Record.swift
 
 # Seed corpora from the shared vectors, so the fuzzer starts from real frames and requests.
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
-mkdir -p "$seeds/ws" "$seeds/http"
+mkdir -p "$seeds/ws" "$seeds/http" "$seeds/log"
 python3 - "$seeds" <<'PY'
 import json, sys, pathlib
 d = pathlib.Path(sys.argv[1])
@@ -29,8 +30,14 @@ reqs = [b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", b"PUT /v1/users/u/orders/o 
         b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"]
 for i, r in enumerate(reqs):
     (d / "http" / f"{i}").write_bytes(bytes([i * 9]) + r)
+import struct, zlib
+def frame(offset, key, payload):  # a valid-shaped record; its CRC is wrong on purpose (the fuzzer finds the rest)
+    body = struct.pack("<BBHIQq", 1, 16, 0, 1, offset, 1763900000000) + bytes(16) + struct.pack("<Q", offset) + bytes([len(key), 0, 0, 0]) + struct.pack("<I", len(payload)) + key + payload
+    return struct.pack("<II", len(body) + 4 - 8 + 4, 0) + body
+for i in range(3):
+    (d / "log" / f"{i}").write_bytes(frame(i + 1, b"k%d" % i, b'{"text":"hi"}' * i))
 PY
-for h in frame-reader-fuzz:ws http-parser-fuzz:http; do
+for h in frame-reader-fuzz:ws http-parser-fuzz:http record-codec-fuzz:log; do
   name=${h%%:*}; corpus=${h##*:}
   echo "fuzz: $name for ${secs}s"
   if ! "$out/$name" -max_total_time="$secs" -max_len=8192 -print_final_stats=1 -artifact_prefix="$out/$name-" \

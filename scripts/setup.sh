@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what is missing for building and testing Parley: Debian packages (OpenSSL and zlib
-# headers, pkg-config, python venv) and the Python test tools in ./.venv. Idempotent and quiet.
+# headers, pkg-config, strace for fault injection, python venv) and the Python test tools in ./.venv. Idempotent and quiet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for p in libssl-dev zlib1g-dev pkg-config; do
+for p in libssl-dev zlib1g-dev pkg-config strace; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
@@ -18,7 +18,7 @@ fi
 
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.x needed)" >&2; exit 1; }
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import websockets, pytest" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import websockets, pytest, crc32c" 2>/dev/null; then
   echo "setup: creating .venv with the Python test tools"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r Tests/integration/requirements.txt

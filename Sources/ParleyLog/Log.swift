@@ -73,7 +73,7 @@ public final class Log: @unchecked Sendable {
     private var durable: UInt64 = 0
     private var first: UInt64 = 1
     private var conversations: [ConversationID: [UInt64]] = [:]
-    private var keys: [KeyRef: (sequence: UInt64, offset: UInt64)] = [:]
+    private var keys = KeyIndex()
     private var subscriptions: [Subscription] = []
     private var closing = false
     private var stats = LogStats()
@@ -83,17 +83,6 @@ public final class Log: @unchecked Sendable {
     private var buffer: [UInt8] = []
     private var lastSyncNs: UInt64 = 0
     private let writerDone = DispatchSemaphore(value: 0)
-
-    struct KeyRef: Hashable {
-        var conversation: ConversationID
-        var key: [UInt8]
-        // One combine over the raw bytes: Array's own hashing feeds the hasher one byte per call.
-        func hash(into h: inout Hasher) {
-            h.combine(conversation.high)
-            h.combine(conversation.low)
-            key.withUnsafeBytes { h.combine(bytes: $0) }
-        }
-    }
 
     // MARK: opening
 
@@ -193,7 +182,7 @@ public final class Log: @unchecked Sendable {
         let startPos = seg.size
         let now = nowMs()
         buffer.removeAll(keepingCapacity: true)
-        var frames: [(offset: UInt64, position: Int64, timestampMs: Int64, conversation: ConversationID, sequence: UInt64, key: [UInt8])] = []
+        var frames: [(offset: UInt64, position: Int64, timestampMs: Int64, conversation: ConversationID, sequence: UInt64, keyFingerprint: UInt64)] = []
         var offsets: [[UInt64]] = []
         var published: [Record] = []
         offsets.reserveCapacity(batch.count)
@@ -207,7 +196,8 @@ public final class Log: @unchecked Sendable {
                 let at = buffer.count
                 buffer.append(contentsOf: repeatElement(0, count: RecordCodec.encodedSize(r)))
                 buffer.withUnsafeMutableBytes { _ = RecordCodec.encode(r, into: $0.baseAddress! + at) }
-                frames.append((r.offset, startPos + Int64(at), r.timestampMs, r.conversation, r.sequence, r.key))
+                let fp = r.key.isEmpty ? 0 : r.key.withUnsafeBytes { keys.fingerprint(r.conversation, $0) }
+                frames.append((r.offset, startPos + Int64(at), r.timestampMs, r.conversation, r.sequence, fp))
                 offs.append(r.offset)
                 if wantSubscribers { published.append(r) }
             }
@@ -236,7 +226,7 @@ public final class Log: @unchecked Sendable {
         lock.lock()
         for f in frames {
             seg.noteFrame(offset: f.offset, position: f.position, timestampMs: f.timestampMs)
-            index(f.conversation, f.sequence, f.key, f.offset)
+            index(f.conversation, f.sequence, f.keyFingerprint, f.offset)
         }
         seg.size = startPos + Int64(buffer.count)
         durable = nextOffset - 1
@@ -312,14 +302,15 @@ public final class Log: @unchecked Sendable {
         FileIO.fsyncDirectory(config.directory)
     }
 
-    /// Derived state: conversation sequence → offset, idempotency keys. Under `lock`.
-    private func index(_ conversation: ConversationID, _ sequence: UInt64, _ key: [UInt8], _ offset: UInt64) {
+    /// Derived state: conversation sequence → offset, idempotency keys. Under `lock` (or during
+    /// recovery, before the log is shared).
+    private func index(_ conversation: ConversationID, _ sequence: UInt64, _ keyFingerprint: UInt64, _ offset: UInt64) {
         guard !conversation.isNone, sequence > 0 else { return }
         // Mutate in place: copying the array out and back would copy it on every append (O(n)).
         if sequence == UInt64(conversations[conversation]?.count ?? 0) + 1 {
             conversations[conversation, default: []].append(offset)
         }
-        if !key.isEmpty { keys[KeyRef(conversation: conversation, key: key)] = (sequence, offset) }
+        if keyFingerprint != 0 { keys.insert(keyFingerprint, offset: offset) }
     }
 
     // MARK: reading
@@ -338,8 +329,13 @@ public final class Log: @unchecked Sendable {
 
     /// The durable record that carried this idempotency key in this conversation, if any.
     public func lookup(conversation: ConversationID, key: [UInt8]) -> (sequence: UInt64, offset: UInt64)? {
-        lock.lock(); defer { lock.unlock() }
-        return keys[KeyRef(conversation: conversation, key: key)]
+        guard !key.isEmpty else { return nil }
+        lock.lock()
+        let candidate = keys.find(key.withUnsafeBytes { keys.fingerprint(conversation, $0) })
+        lock.unlock()
+        // A fingerprint match is confirmed against the record itself.
+        guard let offset = candidate, let r = read(offset: offset), r.conversation == conversation, r.key == key else { return nil }
+        return (r.sequence, offset)
     }
 
     /// A conversation's records with `sequence > afterSeq`, in order, at most `limit`.
@@ -594,9 +590,11 @@ public final class Log: @unchecked Sendable {
                     return false
                 }
                 if let p = previous, h.offset != p + 1 { report.offsetGaps += 1 }
-                let key: [UInt8] = h.keyRange.isEmpty ? [] : Array(chunk[(rel + h.keyRange.lowerBound)..<(rel + h.keyRange.upperBound)])
+                let fp: UInt64 = h.keyRange.isEmpty ? 0 : chunk.withUnsafeBytes {
+                    keys.fingerprint(h.conversation, UnsafeRawBufferPointer(rebasing: $0[(rel + h.keyRange.lowerBound)..<(rel + h.keyRange.upperBound)]))
+                }
                 seg.noteFrame(offset: h.offset, position: pos, timestampMs: h.timestampMs)
-                index(h.conversation, h.sequence, key, h.offset)
+                index(h.conversation, h.sequence, fp, h.offset)
                 previous = h.offset
                 report.records += 1
                 pos += Int64(h.size)

@@ -158,6 +158,7 @@ final class BenchWriter: @unchecked Sendable {
     let total: Int
     let payload: [UInt8]
     let conversation: ConversationID
+    let keyPrefix: [UInt8]
     var issued = 0
     var completed = 0
     var failures = 0
@@ -169,6 +170,7 @@ final class BenchWriter: @unchecked Sendable {
         self.total = total
         self.payload = payload
         self.conversation = ConversationID(high: UInt64(id + 1), low: 0xBE7C)
+        self.keyPrefix = Array("w\(id)-".utf8)
     }
 
     func next(_ log: Log, _ group: DispatchGroup) {
@@ -177,7 +179,15 @@ final class BenchWriter: @unchecked Sendable {
         issued += 1
         let seq = UInt64(issued)
         lock.unlock()
-        let r = Record(type: .message, conversation: conversation, sequence: seq, key: Array("w\(id)-\(seq)".utf8), payload: payload)
+        // Key "w<id>-<seq>" built from digits: String interpolation would cost more than the append.
+        var key = keyPrefix
+        var digits: (UInt64, UInt64) = (0, 0)
+        var n = seq, len = 0
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat { d[len] = UInt8(ascii: "0") + UInt8(n % 10); n /= 10; len += 1 } while n > 0
+            for i in stride(from: len - 1, through: 0, by: -1) { key.append(d[i]) }
+        }
+        let r = Record(type: .message, conversation: conversation, sequence: seq, key: key, payload: payload)
         let t0 = DispatchTime.now().uptimeNanoseconds
         log.append([r]) { [self] res in
             let dt = DispatchTime.now().uptimeNanoseconds - t0
