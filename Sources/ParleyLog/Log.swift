@@ -59,6 +59,16 @@ public struct LogStats: Sendable {
 
 /// The append-only log: segments on disk, group commit on its own thread, reads by offset and by
 /// conversation, recovery on open. Thread-safe: append and read from any thread.
+struct ConversationIndex {
+    var first: UInt64
+    var offsets: [UInt64]
+    var last: UInt64 { first + UInt64(offsets.count) - 1 }
+    func offset(of sequence: UInt64) -> UInt64? {
+        guard sequence >= first, sequence <= last else { return nil }
+        return offsets[Int(sequence - first)]
+    }
+}
+
 public final class Log: @unchecked Sendable {
     public typealias Completion = (Result<[UInt64], LogError>) -> Void
 
@@ -72,7 +82,9 @@ public final class Log: @unchecked Sendable {
     private var pending: [(records: [Record], completion: Completion)] = []
     private var durable: UInt64 = 0
     private var first: UInt64 = 1
-    private var conversations: [ConversationID: [UInt64]] = [:]
+    /// Conversation → offsets of its sequenced records, from sequence `first` on (retention may have
+    /// removed the earliest ones).
+    private var conversations: [ConversationID: ConversationIndex] = [:]
     private var keys = KeyIndex()
     private var subscriptions: [Subscription] = []
     private var closing = false
@@ -186,7 +198,20 @@ public final class Log: @unchecked Sendable {
         var offsets: [[UInt64]] = []
         var published: [Record] = []
         offsets.reserveCapacity(batch.count)
-        for item in batch {
+        var nextSequence: [ConversationID: UInt64] = [:]  // within this batch
+        var refused: [Int: LogError] = [:]
+        for (n, item) in batch.enumerated() {
+            // All or nothing per append: every sequenced record must be its conversation's next.
+            var local: [ConversationID: UInt64] = [:]
+            var conflict: LogError? = nil
+            for r in item.records where !r.conversation.isNone && r.sequence > 0 {
+                // `conversations` is only mutated on this thread: reading it here needs no lock.
+                let want = local[r.conversation] ?? nextSequence[r.conversation] ?? conversations[r.conversation].map { $0.last + 1 }
+                if let want, r.sequence != want { conflict = .sequenceConflict(expected: want, got: r.sequence); break }
+                local[r.conversation] = r.sequence + 1
+            }
+            if let conflict { refused[n] = conflict; offsets.append([]); continue }
+            nextSequence.merge(local) { $1 }
             var offs: [UInt64] = []
             offs.reserveCapacity(item.records.count)
             for var r in item.records {
@@ -238,7 +263,9 @@ public final class Log: @unchecked Sendable {
         let subs = subscriptions
         lock.unlock()
 
-        for (i, item) in batch.enumerated() { item.completion(.success(offsets[i])) }
+        for (i, item) in batch.enumerated() {
+            if let e = refused[i] { item.completion(.failure(e)) } else { item.completion(.success(offsets[i])) }
+        }
         if !published.isEmpty {
             for s in subs { s.offer(published) }
         }
@@ -307,8 +334,10 @@ public final class Log: @unchecked Sendable {
     private func index(_ conversation: ConversationID, _ sequence: UInt64, _ keyFingerprint: UInt64, _ offset: UInt64) {
         guard !conversation.isNone, sequence > 0 else { return }
         // Mutate in place: copying the array out and back would copy it on every append (O(n)).
-        if sequence == UInt64(conversations[conversation]?.count ?? 0) + 1 {
-            conversations[conversation, default: []].append(offset)
+        if conversations[conversation] == nil {
+            conversations[conversation] = ConversationIndex(first: sequence, offsets: [offset])
+        } else if conversations[conversation]!.last + 1 == sequence {
+            conversations[conversation]!.offsets.append(offset)
         }
         if keyFingerprint != 0 { keys.insert(keyFingerprint, offset: offset) }
     }
@@ -318,13 +347,13 @@ public final class Log: @unchecked Sendable {
     /// The last sequence of a conversation (0 if it has no sequenced records).
     public func lastSequence(of conversation: ConversationID) -> UInt64 {
         lock.lock(); defer { lock.unlock() }
-        return UInt64(conversations[conversation]?.count ?? 0)
+        return conversations[conversation]?.last ?? 0
     }
 
     /// Every conversation with sequenced records, and its last sequence.
     public func conversationSequences() -> [ConversationID: UInt64] {
         lock.lock(); defer { lock.unlock() }
-        return conversations.mapValues { UInt64($0.count) }
+        return conversations.mapValues { $0.last }
     }
 
     /// The durable record that carried this idempotency key in this conversation, if any.
@@ -340,12 +369,14 @@ public final class Log: @unchecked Sendable {
 
     /// A conversation's records with `sequence > afterSeq`, in order, at most `limit`.
     public func read(conversation: ConversationID, afterSequence: UInt64, limit: Int) -> [Record] {
+        guard limit > 0 else { return [] }
         lock.lock()
-        let offs = conversations[conversation] ?? []
+        guard let c = conversations[conversation], afterSequence < c.last else { lock.unlock(); return [] }
+        let from = max(afterSequence + 1, c.first)
+        let to = min(c.last, from + UInt64(limit) - 1)
+        let offs = (from...to).compactMap { c.offset(of: $0) }
         lock.unlock()
-        guard afterSequence < UInt64(offs.count), limit > 0 else { return [] }
-        let slice = offs[Int(afterSequence)..<min(offs.count, Int(afterSequence) + limit)]
-        return slice.compactMap { read(offset: $0) }
+        return offs.compactMap { read(offset: $0) }
     }
 
     /// One durable record by offset.

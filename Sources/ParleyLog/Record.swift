@@ -95,6 +95,9 @@ public enum LogError: Error, Equatable, CustomStringConvertible {
     case badSegmentHeader(file: String, reason: String)
     case closed
     case notFound
+    /// The record's sequence is not the conversation's next one (last durable + 1): refused, so a
+    /// conversation's sequences stay gapless whatever fails around it.
+    case sequenceConflict(expected: UInt64, got: UInt64)
 
     public var description: String {
         switch self {
@@ -106,6 +109,7 @@ public enum LogError: Error, Equatable, CustomStringConvertible {
         case .badSegmentHeader(let f, let r): return "bad segment header in \(f): \(r)"
         case .closed: return "log is closed"
         case .notFound: return "not found"
+        case .sequenceConflict(let e, let g): return "sequence \(g) where \(e) was next"
         }
     }
 }

@@ -193,9 +193,45 @@ final class LogTests: XCTestCase {
         log3.close()
     }
 
+    func testSequencesStayGaplessPerConversation() throws {
+        let dir = TestDir.make()
+        let conv = ConversationID(high: 9, low: 9)
+        func rec(_ seq: UInt64) -> Record { Record(type: .message, conversation: conv, sequence: seq, payload: Array("s\(seq)".utf8)) }
+        do {
+            let (log, _) = try Log.open(LogConfig(directory: dir))
+            XCTAssertEqual(try log.appendAndWait([rec(1), rec(2)]), [1, 2])
+            XCTAssertThrowsError(try log.appendAndWait([rec(4)])) { e in
+                XCTAssertEqual(e as? LogError, .sequenceConflict(expected: 3, got: 4))
+            }
+            // All or nothing: a good record beside a bad one is refused with it.
+            XCTAssertThrowsError(try log.appendAndWait([rec(3), rec(5)]))
+            XCTAssertEqual(log.durableOffset, 2)
+            XCTAssertThrowsError(try log.appendAndWait([rec(2)]), "a repeated sequence is refused too")
+            XCTAssertEqual(try log.appendAndWait([rec(3)]), [3])
+            // Concurrent appends in one batch are checked against each other.
+            let group = DispatchGroup()
+            var results: [Result<[UInt64], LogError>] = []
+            let lock = NSLock()
+            for seq in [4, 5, 5] as [UInt64] {
+                group.enter()
+                log.append([rec(seq)]) { r in lock.lock(); results.append(r); lock.unlock(); group.leave() }
+            }
+            group.wait()
+            XCTAssertEqual(results.filter { if case .success = $0 { return true }; return false }.count, 2)
+            XCTAssertEqual(log.lastSequence(of: conv), 5)
+            log.close()
+        }
+        // After a restart the next sequence is still enforced.
+        let (log, _) = try Log.open(LogConfig(directory: dir))
+        defer { log.close() }
+        XCTAssertThrowsError(try log.appendAndWait([rec(7)]))
+        XCTAssertEqual(try log.appendAndWait([rec(6)]).count, 1)
+        XCTAssertEqual(log.read(conversation: conv, afterSequence: 0, limit: 10).map(\.sequence), [1, 2, 3, 4, 5, 6])
+    }
+
     private func writeAndReturnOffset(_ dir: String) throws -> UInt64 {
         let (log, _) = try Log.open(LogConfig(directory: dir))
         defer { log.close() }
-        return try log.appendAndWait([sampleRecord(99)])[0]
+        return try log.appendAndWait([sampleRecord(5)])[0]  // the conversation's next sequence
     }
 }
