@@ -3,8 +3,9 @@
 /// SipHash per lookup. A fingerprint match is only a candidate: `Log.lookup` reads the record and
 /// compares the real key, so a collision can never make a new message look like a duplicate.
 struct KeyIndex {
-    private var fingerprints: [UInt64]
-    private var offsets: [UInt64]
+    /// Interleaved (fingerprint, offset) pairs: one cache line touch per probe, not two.
+    private var slots: [Slot]
+    struct Slot { var fingerprint: UInt64; var offset: UInt64 }
     private(set) var count = 0
     private var mask: Int
     /// Per-process seed, so nobody can precompute colliding keys to build long probe chains.
@@ -13,8 +14,7 @@ struct KeyIndex {
     init(capacity: Int = 1024, seed: UInt64 = UInt64.random(in: 1...UInt64.max)) {
         var n = 16
         while n < capacity * 2 { n <<= 1 }
-        fingerprints = [UInt64](repeating: 0, count: n)
-        offsets = [UInt64](repeating: 0, count: n)
+        slots = [Slot](repeating: Slot(fingerprint: 0, offset: 0), count: n)
         mask = n - 1
         self.seed = seed
     }
@@ -45,33 +45,37 @@ struct KeyIndex {
 
     /// Remembers the newest record for a fingerprint.
     mutating func insert(_ fp: UInt64, offset: UInt64) {
-        if (count + 1) * 2 > fingerprints.count { grow() }
-        var i = Int(truncatingIfNeeded: fp) & mask
-        while true {
-            let f = fingerprints[i]
-            if f == 0 { fingerprints[i] = fp; offsets[i] = offset; count += 1; return }
-            if f == fp { offsets[i] = offset; return }
-            i = (i + 1) & mask
+        if (count + 1) * 2 > slots.count { grow() }
+        let mask = self.mask
+        let added: Bool = slots.withUnsafeMutableBufferPointer { s in
+            var i = Int(truncatingIfNeeded: fp) & mask
+            while true {
+                let f = s[i].fingerprint
+                if f == 0 { s[i] = Slot(fingerprint: fp, offset: offset); return true }
+                if f == fp { s[i].offset = offset; return false }
+                i = (i + 1) & mask
+            }
         }
+        if added { count += 1 }
     }
 
     func find(_ fp: UInt64) -> UInt64? {
-        var i = Int(truncatingIfNeeded: fp) & mask
-        while true {
-            let f = fingerprints[i]
-            if f == 0 { return nil }
-            if f == fp { return offsets[i] }
-            i = (i + 1) & mask
+        slots.withUnsafeBufferPointer { s in
+            var i = Int(truncatingIfNeeded: fp) & mask
+            while true {
+                let f = s[i].fingerprint
+                if f == 0 { return nil }
+                if f == fp { return s[i].offset }
+                i = (i + 1) & mask
+            }
         }
     }
 
     private mutating func grow() {
-        let oldF = fingerprints, oldO = offsets
-        let n = oldF.count * 2
-        fingerprints = [UInt64](repeating: 0, count: n)
-        offsets = [UInt64](repeating: 0, count: n)
-        mask = n - 1
+        let old = slots
+        slots = [Slot](repeating: Slot(fingerprint: 0, offset: 0), count: old.count * 2)
+        mask = slots.count - 1
         count = 0
-        for i in 0..<oldF.count where oldF[i] != 0 { insert(oldF[i], offset: oldO[i]) }
+        for s in old where s.fingerprint != 0 { insert(s.fingerprint, offset: s.offset) }
     }
 }

@@ -199,19 +199,29 @@ public final class Log: @unchecked Sendable {
         var published: [Record] = []
         offsets.reserveCapacity(batch.count)
         var nextSequence: [ConversationID: UInt64] = [:]  // within this batch
+        nextSequence.reserveCapacity(batch.count)
         var refused: [Int: LogError] = [:]
         for (n, item) in batch.enumerated() {
             // All or nothing per append: every sequenced record must be its conversation's next.
-            var local: [ConversationID: UInt64] = [:]
+            // `conversations` is only mutated on this thread: reading it here needs no lock.
             var conflict: LogError? = nil
-            for r in item.records where !r.conversation.isNone && r.sequence > 0 {
-                // `conversations` is only mutated on this thread: reading it here needs no lock.
-                let want = local[r.conversation] ?? nextSequence[r.conversation] ?? conversations[r.conversation].map { $0.last + 1 }
-                if let want, r.sequence != want { conflict = .sequenceConflict(expected: want, got: r.sequence); break }
-                local[r.conversation] = r.sequence + 1
+            if item.records.count == 1 {  // the common case, without a dictionary per append
+                let r = item.records[0]
+                if !r.conversation.isNone, r.sequence > 0 {
+                    let want = nextSequence[r.conversation] ?? conversations[r.conversation].map { $0.last + 1 }
+                    if let want, r.sequence != want { conflict = .sequenceConflict(expected: want, got: r.sequence) }
+                    else { nextSequence[r.conversation] = r.sequence + 1 }
+                }
+            } else {
+                var local: [ConversationID: UInt64] = [:]
+                for r in item.records where !r.conversation.isNone && r.sequence > 0 {
+                    let want = local[r.conversation] ?? nextSequence[r.conversation] ?? conversations[r.conversation].map { $0.last + 1 }
+                    if let want, r.sequence != want { conflict = .sequenceConflict(expected: want, got: r.sequence); break }
+                    local[r.conversation] = r.sequence + 1
+                }
+                if conflict == nil { nextSequence.merge(local) { $1 } }
             }
             if let conflict { refused[n] = conflict; offsets.append([]); continue }
-            nextSequence.merge(local) { $1 }
             var offs: [UInt64] = []
             offs.reserveCapacity(item.records.count)
             for var r in item.records {

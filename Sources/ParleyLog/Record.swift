@@ -156,7 +156,10 @@ public enum RecordCodec {
     public static func encode(_ r: Record, into out: UnsafeMutableRawPointer) -> Int {
         let size = encodedSize(r)
         let frameLen = UInt32(60 + r.key.count + r.payload.count)
-        out.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        // Only the reserved bytes and the padding need zeroing: every other byte is written below.
+        out.storeBytes(of: UInt32(0), toByteOffset: 56, as: UInt32.self)
+        let end = 64 + r.key.count + r.payload.count
+        if size > end { (out + end).initializeMemory(as: UInt8.self, repeating: 0, count: size - end) }
         out.storeBytes(of: frameLen.littleEndian, toByteOffset: 0, as: UInt32.self)
         out.storeBytes(of: version, toByteOffset: 8, as: UInt8.self)
         out.storeBytes(of: r.type.rawValue, toByteOffset: 9, as: UInt8.self)
