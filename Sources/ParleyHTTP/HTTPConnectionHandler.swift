@@ -13,6 +13,9 @@ public enum HTTPServiceResult {
     case respond(HTTPResponse)
     /// Write `response` (a 101), then hand the connection to `handler`, which gets any bytes already read.
     case upgrade(response: HTTPResponse, handler: ConnectionHandler)
+    /// The answer is computed elsewhere: `start` gets a `reply` to call exactly once, from any thread.
+    /// Pipelined requests behind this one wait until it is answered.
+    case deferred(_ start: (@escaping @Sendable (HTTPResponse) -> Void) -> Void)
 }
 
 public struct HTTPServerLimits: Sendable {
@@ -31,6 +34,8 @@ public final class HTTPConnectionHandler: ConnectionHandler {
     private let service: (HTTPRequest, Connection) -> HTTPServiceResult
     private let onClose: ((Connection) -> Void)?
     private var inRequest = false
+    /// A deferred answer is outstanding: later requests wait in the connection's input.
+    private var awaitingReply = false
 
     public init(connection: Connection? = nil, limits: HTTPServerLimits = .init(),
                 service: @escaping (HTTPRequest, Connection) -> HTTPServiceResult,
@@ -48,7 +53,7 @@ public final class HTTPConnectionHandler: ConnectionHandler {
 
     public func connectionRead(_ c: Connection, _ bytes: UnsafeMutableRawBufferPointer) -> Int {
         var offset = 0
-        while offset < bytes.count, c.isOpen, c.handler === self {
+        while offset < bytes.count, c.isOpen, c.handler === self, !awaitingReply {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
             if !inRequest {
                 inRequest = true
@@ -79,10 +84,29 @@ public final class HTTPConnectionHandler: ConnectionHandler {
                     out.withUnsafeBytes { c.send($0) }
                     c.handler = next
                     return offset  // the connection offers the rest to the new handler
+                case .deferred(let start):
+                    awaitingReply = true
+                    c.deadlineMs = c.loop.nowMs + limits.requestTimeoutMs
+                    let loop = c.loop
+                    let includeBody = head.method != "HEAD"
+                    start { [weak self] response in
+                        loop.queue.async { self?.finishDeferred(c, response, keepAlive: keepAlive, includeBody: includeBody) }
+                    }
+                    return offset
                 }
             }
         }
         return offset
+    }
+
+    private func finishDeferred(_ c: Connection, _ r: HTTPResponse, keepAlive: Bool, includeBody: Bool) {
+        guard awaitingReply, c.isOpen, c.handler === self else { return }
+        awaitingReply = false
+        let out = r.serialized(keepAlive: keepAlive, includeBody: includeBody)
+        out.withUnsafeBytes { c.send($0) }
+        if !keepAlive { c.closeAfterFlush(); return }
+        c.deadlineMs = c.loop.nowMs + limits.keepAliveIdleMs
+        c.resumeInput()  // requests pipelined behind this one
     }
 
     private func respondAndClose(_ c: Connection, _ r: HTTPResponse) {

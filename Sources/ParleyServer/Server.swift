@@ -13,16 +13,31 @@ public final class Server {
     private var router = Router()
     private let wsConfig: WebSocketConfig
     public private(set) var port = 0
+    public let secrets: Secrets
+    public let tokens: TokenService
 
-    public init(config: ServerConfig, logger: Logger) {
+    /// Resolves the secrets (generating them on first start) before anything listens.
+    public init(config: ServerConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
         self.wsConfig = WebSocketConfig(maxMessageBytes: config.maxMessageBytes, pingIntervalMs: config.pingIntervalMs, pongTimeoutMs: config.pongTimeoutMs)
+        let (secrets, generated) = try SecretsStore.resolve(dataDir: config.dataDir, jwtSecret: config.jwtSecret, apiKey: config.apiKey)
+        self.secrets = secrets
+        if generated {
+            // Shown once, on the terminal that started the server; afterwards only in the 0600 file.
+            print("parley: generated secrets in \(SecretsStore.path(dataDir: config.dataDir)) (mode 0600). Shown once:")
+            print("  PARLEY_JWT_SECRET=\(secrets.jwtSecret)")
+            print("  PARLEY_API_KEY=\(secrets.apiKey)")
+            fflush(stdout)
+        }
+        self.tokens = try TokenService(secret: secrets.jwtSecret)
         buildRoutes()
     }
 
     private func buildRoutes() {
         router.add("GET", "/healthz") { _, _, _ in .respond(.json(200, #"{"status":"ok"}"#)) }
+        let (apiKey, tokens) = (secrets.apiKey, self.tokens)
+        router.add("POST", "/v1/tokens") { req, _, _ in TokenRoutes.mint(req, apiKey: apiKey, tokens: tokens) }
         if config.echo {
             let echo = EchoDelegate()
             let ws = wsConfig

@@ -21,6 +21,10 @@ public struct ServerConfig: Sendable {
     /// How long graceful shutdown waits for sessions to close before exiting anyway.
     public var shutdownGraceMs: UInt64 = 3_000
     public var transport = TransportLimits()
+    /// HS256 secret for client tokens; generated into `<data-dir>/secrets.json` when not given.
+    public var jwtSecret: String? = nil
+    /// Bearer key for the REST API; generated like the JWT secret when not given.
+    public var apiKey: String? = nil
 
     public init() {}
 }

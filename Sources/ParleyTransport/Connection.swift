@@ -92,6 +92,21 @@ public final class Connection {
         }
     }
 
+    /// Offers input kept from earlier reads to the handler again, now (a handler that paused its
+    /// input, e.g. while an HTTP answer was computed elsewhere, calls this when it can go on).
+    public func resumeInput() {
+        guard state == .open, !pending.isEmpty else { return }
+        var input = pending
+        pending = []
+        loop.corkOwner = self
+        let used = input.withUnsafeMutableBytes { feed($0) }
+        if state == .open, used < input.count {
+            input.removeFirst(used)
+            pending = input
+        }
+        if loop.corkOwner === self { loop.uncork() }
+    }
+
     private func feed(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
         var offset = 0
         while offset < bytes.count, state == .open, let h = handler {

@@ -3,6 +3,7 @@ import Dispatch
 import Logging
 import ParleyServer
 import ParleyTransport
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,7 +18,7 @@ struct Parley: ParsableCommand {
         option in capitals (e.g. --max-message-bytes → PARLEY_MAX_MESSAGE_BYTES). A flag on the \
         command line wins over the environment.
         """,
-        subcommands: [Serve.self, LogCommand.self],
+        subcommands: [Serve.self, Token.self, LogCommand.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -65,6 +66,10 @@ struct Serve: ParsableCommand {
     var logLevel: String?
     @Flag(help: "Do not switch the process to SCHED_BATCH (env PARLEY_NO_SCHED_BATCH=1).")
     var noSchedBatch = false
+    @Option(help: "HS256 secret for client tokens (env PARLEY_JWT_SECRET). Default: generated on first start into <data-dir>/secrets.json (0600) and printed once.")
+    var jwtSecret: String?
+    @Option(help: "Bearer key for the REST API (env PARLEY_API_KEY). Default: generated like the JWT secret.")
+    var apiKey: String?
 
     func run() throws {
         var config = ServerConfig()
@@ -80,6 +85,8 @@ struct Serve: ParsableCommand {
         let pong = try resolve(pongTimeout, "PARLEY_PONG_TIMEOUT", 10) { Int($0) }
         config.schedBatch = !(try resolve(noSchedBatch ? true : nil, "PARLEY_NO_SCHED_BATCH", false, parseBool))
         let level = try resolve(logLevel, "PARLEY_LOG_LEVEL", "info") { $0 }
+        config.jwtSecret = try resolve(jwtSecret.map { Optional($0) }, "PARLEY_JWT_SECRET", nil) { $0 }
+        config.apiKey = try resolve(apiKey.map { Optional($0) }, "PARLEY_API_KEY", nil) { $0 }
 
         guard (0...65535).contains(config.port) else { throw ValidationError("port must be 0...65535") }
         guard config.loops >= 0, config.loops <= 1024 else { throw ValidationError("loops must be 0...1024") }
@@ -99,8 +106,9 @@ struct Serve: ParsableCommand {
         // Before Dispatch starts any thread, so its workers inherit the policy.
         ProcessSetup.prepare(schedBatch: config.schedBatch)
 
-        let server = Server(config: config, logger: logger)
+        let server: Server
         do {
+            server = try Server(config: config, logger: logger)
             try server.start()
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
@@ -121,5 +129,35 @@ struct Serve: ParsableCommand {
             signalSources.append(s)
         }
         withExtendedLifetime(signalSources) { dispatchMain() }
+    }
+}
+
+struct Token: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mint a client token (HS256 JWT) with the server's secret.",
+        discussion: "The secret comes from --jwt-secret, PARLEY_JWT_SECRET, or <data-dir>/secrets.json (generated there if absent, as the server would).")
+
+    @Option(help: "customer or agent.") var role: String
+    @Option(help: "The user id (the token's sub).") var sub: String
+    @Option(help: "Display name.") var name: String?
+    @Option(help: "Lifetime in seconds.") var ttl = 3600
+    @Option(help: "Agents: open conversations at once (default 5).") var capacity: Int?
+    @Option(help: "Data directory holding secrets.json (env PARLEY_DATA_DIR).") var dataDir: String?
+    @Option(help: "The secret itself (env PARLEY_JWT_SECRET).") var jwtSecret: String?
+
+    func run() throws {
+        let dir = try resolve(dataDir, "PARLEY_DATA_DIR", "./parley-data") { $0 }
+        let given = try resolve(jwtSecret.map { Optional($0) }, "PARLEY_JWT_SECRET", nil) { $0 }
+        let claims: ClientClaims
+        do {
+            claims = try TokenService.claims(sub: sub, role: role, name: name, ttlSeconds: ttl, capacity: capacity)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let (secrets, generated) = try SecretsStore.resolve(dataDir: dir, jwtSecret: given, apiKey: nil)
+        if generated { FileHandle.standardError.write("parley: generated secrets in \(SecretsStore.path(dataDir: dir)) (mode 0600)\n".data(using: .utf8)!) }
+        let service: TokenService
+        do { service = try TokenService(secret: secrets.jwtSecret) } catch { throw ValidationError("\(error)") }
+        print(try service.signAndWait(claims))
     }
 }

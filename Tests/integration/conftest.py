@@ -9,11 +9,15 @@ BIN = os.environ.get("PARLEY_BIN", str(ROOT / ".build" / "debug" / "parley"))
 
 
 class ServerProcess:
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, data_dir=None):
+        import tempfile
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="parley-test-")
+        if "--data-dir" not in args:
+            args = (*args, "--data-dir", self.data_dir)
         self.args = [BIN, "serve", "--port", "0", "--log-level", "info", *args]
         e = dict(os.environ)
         e.update(env or {})
-        self.proc = subprocess.Popen(self.args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=e, text=True)
+        self.proc = subprocess.Popen(self.args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=e, text=True)
         self.port = None
         self.log = []
         deadline = time.time() + 20
@@ -29,6 +33,10 @@ class ServerProcess:
         if self.port is None:
             self.proc.kill()
             raise RuntimeError("server did not start: " + "".join(self.log))
+
+    @property
+    def secrets(self):
+        return json.loads((Path(self.data_dir) / "secrets.json").read_text())
 
     @property
     def url(self):
