@@ -3,6 +3,7 @@ import Logging
 import ParleyTransport
 import ParleyHTTP
 import ParleyWebSocket
+import ParleyLog
 
 /// Composition root: listener, loops, HTTP routes, WebSocket endpoints, lifecycle.
 public final class Server {
@@ -15,6 +16,9 @@ public final class Server {
     public private(set) var port = 0
     public let secrets: Secrets
     public let tokens: TokenService
+    /// The node's log (`<data-dir>/log`), opened and recovered before the server listens.
+    public let log: Log
+    let orders: OrderStore
 
     /// Resolves the secrets (generating them on first start) before anything listens.
     public init(config: ServerConfig, logger: Logger) throws {
@@ -31,6 +35,15 @@ public final class Server {
             fflush(stdout)
         }
         self.tokens = try TokenService(secret: secrets.jwtSecret)
+        var logConfig = LogConfig(directory: config.dataDir + "/log")
+        logConfig.repair = config.repairLog
+        let (log, report) = try Log.open(logConfig, logger: logger)
+        self.log = log
+        self.orders = OrderStore(log: log)
+        let replayed = orders.replay()
+        logger.info("log recovered", metadata: ["log.records": "\(report.records)", "log.last_offset": "\(report.lastOffset)",
+                                                "log.seconds": "\(String(format: "%.3f", report.seconds))", "log.torn_tail_bytes": "\(report.tornTailBytes)",
+                                                "orders": "\(replayed)"])
         buildRoutes()
     }
 
@@ -38,6 +51,18 @@ public final class Server {
         router.add("GET", "/healthz") { _, _, _ in .respond(.json(200, #"{"status":"ok"}"#)) }
         let (apiKey, tokens) = (secrets.apiKey, self.tokens)
         router.add("POST", "/v1/tokens") { req, _, _ in TokenRoutes.mint(req, apiKey: apiKey, tokens: tokens) }
+        let orders = self.orders
+        router.add("PUT", "/v1/users/{userId}/orders/{orderId}") { req, p, _ in
+            guard TokenRoutes.authorized(req, apiKey: apiKey) else { return .respond(TokenRoutes.unauthorized) }
+            return orders.put(userId: p["userId"] ?? "", orderId: p["orderId"] ?? "", body: req.body)
+        }
+        router.add("GET", "/v1/users/{userId}/orders/last") { req, p, _ in
+            guard TokenRoutes.authorized(req, apiKey: apiKey) else { return .respond(TokenRoutes.unauthorized) }
+            guard let o = orders.last(userId: p["userId"] ?? "") else {
+                return .respond(.error(404, code: "not_found", message: "this user has no orders"))
+            }
+            return .respond(HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: o.json))
+        }
         if config.echo {
             let echo = EchoDelegate()
             let ws = wsConfig
@@ -101,6 +126,7 @@ public final class Server {
                 for loop in group.loops { loop.queue.sync { open += loop.connectionCount } }
                 if open == 0 || monotonicMs() >= deadline {
                     if open > 0 { self.logger.warning("shutdown grace over; dropping connections", metadata: ["conn.open": "\(open)"]) }
+                    self.log.close()  // what was queued is written and synced first
                     completion()
                 } else {
                     DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(20)) { poll() }

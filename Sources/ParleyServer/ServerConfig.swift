@@ -25,6 +25,8 @@ public struct ServerConfig: Sendable {
     public var jwtSecret: String? = nil
     /// Bearer key for the REST API; generated like the JWT secret when not given.
     public var apiKey: String? = nil
+    /// Open a log with corruption anyway, dropping the bad bytes (see `parley log verify --repair`).
+    public var repairLog = false
 
     public init() {}
 }

@@ -61,12 +61,19 @@ def test_post_tokens_without_the_api_key_is_401(server, key):
     (json.dumps({"sub": "u", "role": "admin"}).encode(), "role"),
     (json.dumps({"sub": "u", "role": "customer", "ttl": "soon"}).encode(), "ttl"),
     (json.dumps({"sub": "u", "role": "customer", "ttl": 0}).encode(), "ttl"),
+    (json.dumps({"sub": "u", "role": "customer", "ttl": True}).encode(), "ttl"),
+    (json.dumps({"sub": "u", "role": "customer", "ttl": 1.5}).encode(), "ttl"),
     (json.dumps({"sub": "u", "role": "customer", "capacity": 3}).encode(), "capacity"),
 ])
 def test_post_tokens_bad_input_is_400_with_a_clear_message(server, raw, why):
     status, _, body = post(server, "/v1/tokens", None, key=server.secrets["apiKey"], raw=raw)
     assert status == 400 and body["error"]["code"] == "invalid_request"
     assert why in body["error"]["message"]
+
+
+def test_ttl_of_one_second_is_an_integer_not_a_boolean(server):
+    status, _, body = post(server, "/v1/tokens", {"sub": "u1", "role": "customer", "ttl": 1}, key=server.secrets["apiKey"])
+    assert status == 200, body
 
 
 def test_pipelined_requests_behind_a_token_request_are_answered_in_order(server):

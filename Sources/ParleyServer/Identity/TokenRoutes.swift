@@ -28,15 +28,15 @@ enum TokenRoutes {
         if o["name"] != nil, !(o["name"] is String) { return .respond(.error(400, code: "invalid_request", message: "name must be a string")) }
         let ttl: Int
         if let t = o["ttl"] {
-            guard let n = t as? Int, !(t is Bool) else { return .respond(.error(400, code: "invalid_request", message: "ttl must be an integer (seconds)")) }
+            guard let n = JSONValues.int(t) else { return .respond(.error(400, code: "invalid_request", message: "ttl must be an integer (seconds)")) }
             ttl = n
         } else {
             ttl = 3600
         }
-        if o["capacity"] != nil, !(o["capacity"] is Int) { return .respond(.error(400, code: "invalid_request", message: "capacity must be an integer")) }
+        if o["capacity"] != nil, JSONValues.int(o["capacity"]) == nil { return .respond(.error(400, code: "invalid_request", message: "capacity must be an integer")) }
         let claims: ClientClaims
         do {
-            claims = try TokenService.claims(sub: sub, role: role, name: o["name"] as? String, ttlSeconds: ttl, capacity: o["capacity"] as? Int)
+            claims = try TokenService.claims(sub: sub, role: role, name: o["name"] as? String, ttlSeconds: ttl, capacity: JSONValues.int(o["capacity"]))
         } catch {
             return .respond(.error(400, code: "invalid_request", message: "\(error)"))
         }

@@ -1,0 +1,80 @@
+import Foundation
+import ParleyHTTP
+import ParleyLog
+
+/// Users' orders: written to the log, indexed in memory (user → order → placedAt and log offset),
+/// rebuilt from the log on start. The order JSON itself stays in the log and is read on demand.
+final class OrderStore: @unchecked Sendable {
+    private struct Entry { var placedAtMs: Int64; var offset: UInt64 }
+    private let lock = NSLock()
+    private var byUser: [String: [String: Entry]] = [:]
+    private let log: Log
+
+    init(log: Log) { self.log = log }
+
+    /// Rebuilds the index from every order record in the log.
+    func replay() -> Int {
+        var next = log.firstOffset
+        var n = 0
+        while true {
+            let batch = log.read(from: next, limit: 4096)
+            guard let last = batch.last else { break }
+            for r in batch where r.type == .order { if let o = OrderRecord.decode(r.payload) { apply(o, offset: r.offset); n += 1 } }
+            next = last.offset + 1
+        }
+        return n
+    }
+
+    private func apply(_ o: OrderRecord, offset: UInt64) {
+        lock.lock()
+        byUser[o.userId, default: [:]][o.orderId] = Entry(placedAtMs: o.placedAtMs, offset: offset)
+        lock.unlock()
+    }
+
+    /// The user's order with the latest placedAt (ties: the one written last).
+    func last(userId: String) -> OrderRecord? {
+        lock.lock()
+        let best = byUser[userId]?.values.max { ($0.placedAtMs, $0.offset) < ($1.placedAtMs, $1.offset) }
+        lock.unlock()
+        return best.flatMap { log.read(offset: $0.offset) }.flatMap { OrderRecord.decode($0.payload) }
+    }
+
+    func order(userId: String, orderId: String) -> OrderRecord? {
+        lock.lock()
+        let e = byUser[userId]?[orderId]
+        lock.unlock()
+        return e.flatMap { log.read(offset: $0.offset) }.flatMap { OrderRecord.decode($0.payload) }
+    }
+
+    /// `PUT /v1/users/{userId}/orders/{orderId}`: 201 when new, 200 when replaced; answered once durable.
+    func put(userId: String, orderId: String, body: [UInt8]) -> HTTPServiceResult {
+        guard OrderValidation.validId(userId), OrderValidation.validId(orderId) else {
+            return .respond(.error(400, code: "invalid_request", message: "user and order ids must be 1-128 bytes without spaces or control characters"))
+        }
+        if body.count > OrderValidation.maxOrderBytes {
+            return .respond(.error(413, code: "too_large", message: "order larger than \(OrderValidation.maxOrderBytes) bytes"))
+        }
+        let (json, placedAtMs): ([UInt8], Int64)
+        switch OrderValidation.validate(body: body, orderId: orderId) {
+        case .failure(let why): return .respond(.error(400, code: "invalid_request", message: why.message))
+        case .success(let v): (json, placedAtMs) = v
+        }
+        let rec = OrderRecord(userId: userId, orderId: orderId, placedAtMs: placedAtMs, json: json)
+        return .deferred { [self] reply in
+            log.append([rec.record]) { [self] result in
+                switch result {
+                case .success(let offsets):
+                    lock.lock()
+                    let existed = byUser[userId]?[orderId] != nil
+                    byUser[userId, default: [:]][orderId] = Entry(placedAtMs: placedAtMs, offset: offsets[0])
+                    lock.unlock()
+                    reply(HTTPResponse(status: existed ? 200 : 201, headers: [("Content-Type", "application/json")], body: json))
+                case .failure(.noSpace):
+                    reply(.error(503, code: "unavailable", message: "storage full: the order was not saved"))
+                case .failure(let e):
+                    reply(.error(500, code: "internal", message: "the order was not saved: \(e)"))
+                }
+            }
+        }
+    }
+}
