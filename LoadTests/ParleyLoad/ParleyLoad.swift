@@ -13,6 +13,8 @@ struct ParleyLoad: ParsableCommand {
 }
 
 struct CommonOptions: ParsableArguments {
+    @Option(help: "Target, e.g. ws://127.0.0.1:8080/v1/echo")
+    var url: String
     @Option(help: "Client event loops (default 1: pin the tool to one core with taskset).")
     var loops = 1
     @Option(help: "Seconds to run before measuring.")
@@ -28,7 +30,11 @@ struct CommonOptions: ParsableArguments {
     @Flag(help: "Allow a target that is not on this machine.")
     var allowRemote = false
 
-    func validateTarget(_ url: WebSocketURL) throws {
+    /// The parsed `--url` (valid once `validate()` passed).
+    var target: WebSocketURL { WebSocketURL(url)! }
+
+    func validate() throws {
+        guard let url = WebSocketURL(url) else { throw ValidationError("--url must look like ws://HOST:PORT/PATH") }
         guard url.isLoopback || allowRemote else { throw ValidationError("\(url.host) is not a loopback address; pass --allow-remote to target it") }
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be within (0, 3600] seconds") }
         guard warmup >= 0, warmup <= 600 else { throw ValidationError("--warmup must be within [0, 600] seconds") }
@@ -41,8 +47,6 @@ struct CommonOptions: ParsableArguments {
 struct Echo: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Raw WebSocket echo against /v1/echo (server: parley serve --echo).")
 
-    @Option(help: "Target, e.g. ws://127.0.0.1:8080/v1/echo")
-    var url: String
     @Option(help: "Concurrent connections.")
     var connections = 100
     @Option(help: "Messages in flight per connection.")
@@ -52,8 +56,6 @@ struct Echo: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
-        guard let u = WebSocketURL(url) else { throw ValidationError("--url must look like ws://HOST:PORT/PATH") }
-        try common.validateTarget(u)
         guard (1...1_000_000).contains(connections) else { throw ValidationError("--connections must be 1...1000000") }
         guard (1...10_000).contains(inflight) else { throw ValidationError("--inflight must be 1...10000") }
         guard (16...(1 << 20)).contains(size) else { throw ValidationError("--size must be 16...1048576") }
@@ -61,7 +63,7 @@ struct Echo: ParsableCommand {
 
     func run() throws {
         ProcessSetup.prepare(schedBatch: true)
-        let target = WebSocketURL(url)!
+        let target = common.target
         let scenario = EchoScenario(url: target, connections: connections, inflight: inflight, size: size, loops: common.loops)
         let (opened, failed) = scenario.connectAll(timeoutSeconds: 30, sourceAddresses: common.sources)
         guard opened > 0 else {
@@ -95,8 +97,6 @@ struct Echo: ParsableCommand {
 struct Connect: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Open N idle WebSocket connections, hold them, report connect rate and server memory per connection.")
 
-    @Option(help: "Target, e.g. ws://127.0.0.1:8080/v1/echo")
-    var url: String
     @Option(help: "Connections to open.")
     var connections = 1000
     @Option(help: "Connects per second (0: as fast as the window allows).")
@@ -106,8 +106,6 @@ struct Connect: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
-        guard let u = WebSocketURL(url) else { throw ValidationError("--url must look like ws://HOST:PORT/PATH") }
-        try common.validateTarget(u)
         guard (1...1_000_000).contains(connections) else { throw ValidationError("--connections must be 1...1000000") }
         guard rate >= 0, (1...100_000).contains(window) else { throw ValidationError("--rate must be >= 0 and --window 1...100000") }
     }
@@ -115,7 +113,7 @@ struct Connect: ParsableCommand {
     func run() throws {
         let fdLimit = ProcessSetup.prepare(schedBatch: true)
         if connections + 64 > fdLimit { print("warning: fd limit \(fdLimit) is below --connections; raise it (ulimit -n)") }
-        let target = WebSocketURL(url)!
+        let target = common.target
         let scenario = ConnectScenario(url: target, loops: common.loops)
         let rss0 = common.serverPid.flatMap(processRSSBytes)
         let t0 = Date()

@@ -170,3 +170,31 @@ def test_client_that_does_not_read_is_throttled_and_server_stays_up(echo_server)
             assert await ws.recv() == "still here"
     run(healthy())
     s.close()
+
+
+def test_client_that_never_reads_is_dropped_after_the_write_stall(fresh_server):
+    """Backpressure's last step: once the kernel's buffers are full and Parley's own queue makes no
+    progress for 10 s, the connection is ended (the process keeps no memory for a dead reader)."""
+    srv = fresh_server("--echo")
+    s = srv.connect(timeout=30)
+    upgrade(s)
+    s.setblocking(False)
+    msg = frame(0x2, b"z" * 60000)
+    start = time.time()
+    closed = False
+    pending = b""
+    while time.time() - start < 40:  # keep pushing: the server must queue output it cannot send
+        try:
+            if not pending:
+                pending = msg
+            n = s.send(pending)
+            pending = pending[n:]
+        except BlockingIOError:
+            time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+    elapsed = time.time() - start
+    assert closed, "the server kept a connection whose output made no progress"
+    assert 9 < elapsed < 35, elapsed
+    assert srv.proc.poll() is None
