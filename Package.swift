@@ -34,6 +34,7 @@ let package = Package(
         ),
         .target(name: "ParleyHTTP", dependencies: ["ParleyTransport"]),
         .target(name: "ParleyLog", dependencies: ["CParleySys", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "ParleyChat"),
         .target(
             name: "ParleyWebSocket",
             dependencies: ["ParleyTransport", "ParleyHTTP", "COpenSSL", "CZlib"]
@@ -70,6 +71,7 @@ let package = Package(
         .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer"]),
+        .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat"]),
         .testTarget(name: "ParleyLogTests", dependencies: ["ParleyLog", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "ParleyLoadTests", dependencies: ["ParleyLoad", .product(name: "Histogram", package: "hdrhistogram-swift")]),
     ],
