@@ -18,7 +18,7 @@ fi
 
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.x needed)" >&2; exit 1; }
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import websockets, pytest, crc32c, jwt" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import websockets, pytest, crc32c, jwt, prometheus_client" 2>/dev/null; then
   echo "setup: creating .venv with the Python test tools"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r Tests/integration/requirements.txt

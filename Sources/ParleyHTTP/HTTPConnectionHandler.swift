@@ -33,17 +33,19 @@ public final class HTTPConnectionHandler: ConnectionHandler {
     private let limits: HTTPServerLimits
     private let service: (HTTPRequest, Connection) -> HTTPServiceResult
     private let onClose: ((Connection) -> Void)?
+    private let onResponse: ((Int) -> Void)?
     private var inRequest = false
     /// A deferred answer is outstanding: later requests wait in the connection's input.
     private var awaitingReply = false
 
     public init(connection: Connection? = nil, limits: HTTPServerLimits = .init(),
                 service: @escaping (HTTPRequest, Connection) -> HTTPServiceResult,
-                onClose: ((Connection) -> Void)? = nil) {
+                onClose: ((Connection) -> Void)? = nil, onResponse: ((Int) -> Void)? = nil) {
         self.parser = HTTPRequestParser(limits: limits.parser)
         self.limits = limits
         self.service = service
         self.onClose = onClose
+        self.onResponse = onResponse
     }
 
     /// Call right after the connection is adopted: the first request must arrive in time.
@@ -75,11 +77,13 @@ public final class HTTPConnectionHandler: ConnectionHandler {
                 c.deadlineMs = 0  // an upgraded handler sets its own
                 switch service(HTTPRequest(head: head, body: body), c) {
                 case .respond(let r):
+                    onResponse?(r.status)
                     let out = r.serialized(keepAlive: keepAlive, includeBody: head.method != "HEAD")
                     out.withUnsafeBytes { c.send($0) }
                     if !keepAlive { c.closeAfterFlush(); return bytes.count }
                     c.deadlineMs = c.loop.nowMs + limits.keepAliveIdleMs
                 case .upgrade(let r, let next):
+                    onResponse?(r.status)
                     let out = r.serialized(keepAlive: true)
                     out.withUnsafeBytes { c.send($0) }
                     c.handler = next
@@ -102,6 +106,7 @@ public final class HTTPConnectionHandler: ConnectionHandler {
     private func finishDeferred(_ c: Connection, _ r: HTTPResponse, keepAlive: Bool, includeBody: Bool) {
         guard awaitingReply, c.isOpen, c.handler === self else { return }
         awaitingReply = false
+        onResponse?(r.status)
         let out = r.serialized(keepAlive: keepAlive, includeBody: includeBody)
         out.withUnsafeBytes { c.send($0) }
         if !keepAlive { c.closeAfterFlush(); return }
@@ -110,6 +115,7 @@ public final class HTTPConnectionHandler: ConnectionHandler {
     }
 
     private func respondAndClose(_ c: Connection, _ r: HTTPResponse) {
+        onResponse?(r.status)
         let out = r.serialized(keepAlive: false)
         out.withUnsafeBytes { c.send($0) }
         c.closeAfterFlush()

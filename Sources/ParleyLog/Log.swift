@@ -21,6 +21,8 @@ public struct LogConfig: Sendable {
     public var repair = false
     /// Whole sealed segments whose newest record is older than this are deleted (nil: keep all).
     public var retentionMs: Int64? = nil
+    /// Called on the writer thread after each durable batch: (records, bytes, fdatasync nanoseconds).
+    public var onBatch: (@Sendable (Int, Int, UInt64) -> Void)? = nil
     public init(directory: String) { self.directory = directory }
 }
 
@@ -273,6 +275,7 @@ public final class Log: @unchecked Sendable {
         let subs = subscriptions
         lock.unlock()
 
+        config.onBatch?(frames.count, buffer.count, syncNs)
         for (i, item) in batch.enumerated() {
             if let e = refused[i] { item.completion(.failure(e)) } else { item.completion(.success(offsets[i])) }
         }

@@ -19,6 +19,8 @@ public final class Server {
     /// The node's log (`<data-dir>/log`), opened and recovered before the server listens.
     public let log: Log
     let orders: OrderStore
+    let metrics = ServerMetrics()
+    private var budget: ConnectionBudget?
 
     /// Resolves the secrets (generating them on first start) before anything listens.
     public init(config: ServerConfig, logger: Logger) throws {
@@ -37,6 +39,8 @@ public final class Server {
         self.tokens = try TokenService(secret: secrets.jwtSecret)
         var logConfig = LogConfig(directory: config.dataDir + "/log")
         logConfig.repair = config.repairLog
+        let metrics = self.metrics
+        logConfig.onBatch = { records, bytes, syncNs in metrics.logBatch(records: records, bytes: bytes, syncNs: syncNs) }
         let (log, report) = try Log.open(logConfig, logger: logger)
         self.log = log
         self.orders = OrderStore(log: log)
@@ -51,6 +55,9 @@ public final class Server {
         router.add("GET", "/healthz") { _, _, _ in .respond(.json(200, #"{"status":"ok"}"#)) }
         let (apiKey, tokens) = (secrets.apiKey, self.tokens)
         router.add("POST", "/v1/tokens") { req, _, _ in TokenRoutes.mint(req, apiKey: apiKey, tokens: tokens) }
+        router.add("GET", "/metrics") { [unowned self] _, _, _ in
+            .respond(metrics.scrape(openConnections: budget?.openConnections ?? 0, durableOffset: log.durableOffset))
+        }
         let orders = self.orders
         router.add("PUT", "/v1/users/{userId}/orders/{orderId}") { req, p, _ in
             guard TokenRoutes.authorized(req, apiKey: apiKey) else { return .respond(TokenRoutes.unauthorized) }
@@ -92,13 +99,18 @@ public final class Server {
         let router = self.router
         var httpLimits = HTTPServerLimits()
         httpLimits.parser.maxBodyBytes = 1 << 20
+        let metrics = self.metrics
+        for loop in group.loops { loop.onTick { _ in metrics.absorb(&loop.counters) } }
         listener.start(group: group, budget: budget) { loop, fd in
-            let http = HTTPConnectionHandler(limits: httpLimits, service: { req, c in router.handle(req, c) })
+            metrics.accepted.increment()
+            let http = HTTPConnectionHandler(limits: httpLimits, service: { req, c in router.handle(req, c) },
+                                             onResponse: { metrics.httpRequests($0).increment() })
             let c = loop.adopt(fd: fd, handler: http)
             http.start(c)
         }
         self.group = group
         self.listener = listener
+        self.budget = budget
         self.port = listener.port
         logger.info("listening", metadata: [
             "http.host": "\(config.host)", "http.port": "\(listener.port)", "loops": "\(loopCount)",

@@ -19,6 +19,12 @@ public protocol ConnectionHandler: AnyObject {
     func connectionClosed(_ connection: Connection)
 }
 
+public struct LoopCounters: Sendable {
+    public var messagesIn: UInt64 = 0
+    public var messagesOut: UInt64 = 0
+    public init() {}
+}
+
 /// One serial DispatchQueue and every connection that lives on it. All of a connection's state
 /// is touched only on its loop's queue.
 public final class Loop {
@@ -29,6 +35,9 @@ public final class Loop {
     /// The loop's monotonic clock, refreshed at each wake-up and tick.
     @exclusivity(unchecked) public private(set) var nowMs: UInt64 = monotonicMs()
     @exclusivity(unchecked) public private(set) var connectionCount = 0
+    /// Counters the protocol layers bump on this loop (no atomics on the hot path); the server adds
+    /// them to its metrics on each tick and zeroes them. Loop-confined.
+    @exclusivity(unchecked) public var counters = LoopCounters()
 
     static let readBufferBytes = 64 * 1024
     static let maxEventsPerWait: Int32 = 64

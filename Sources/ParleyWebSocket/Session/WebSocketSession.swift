@@ -55,8 +55,8 @@ public final class WebSocketSession: ConnectionHandler {
 
     // MARK: sending
 
-    public func sendText(_ payload: UnsafeRawBufferPointer) { sendFrame(.text, payload) }
-    public func sendBinary(_ payload: UnsafeRawBufferPointer) { sendFrame(.binary, payload) }
+    public func sendText(_ payload: UnsafeRawBufferPointer) { connection.loop.counters.messagesOut &+= 1; sendFrame(.text, payload) }
+    public func sendBinary(_ payload: UnsafeRawBufferPointer) { connection.loop.counters.messagesOut &+= 1; sendFrame(.binary, payload) }
     public func sendText(_ s: String) {
         var s = s
         s.withUTF8 { sendFrame(.text, UnsafeRawBufferPointer($0)) }
@@ -65,6 +65,7 @@ public final class WebSocketSession: ConnectionHandler {
     /// Sends a frame encoded once for many recipients.
     public func send(frame: ByteChunk) {
         guard !closeSent else { return }
+        connection.loop.counters.messagesOut &+= 1
         connection.send(frame)
     }
 
@@ -106,8 +107,10 @@ public final class WebSocketSession: ConnectionHandler {
         let outcome = reader.read(bytes) { event in
             switch event {
             case .text(let t):
+                c.loop.counters.messagesIn &+= 1
                 if !closeSent { delegate?.webSocket(self, text: t) }
             case .binary(let b):
+                c.loop.counters.messagesIn &+= 1
                 if !closeSent { delegate?.webSocket(self, binary: b) }
             case .ping(let p):
                 if !closeSent { sendFrame(.pong, p) }
