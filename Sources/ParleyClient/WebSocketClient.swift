@@ -31,9 +31,6 @@ public final class WebSocketClient: ConnectionHandler {
     public private(set) var connection: Connection!
     public private(set) var state: State = .connecting
     public weak var delegate: WebSocketClientDelegate?
-    public var userData: AnyObject?
-    /// Free for the caller (e.g. an index into its own tables).
-    public var tag = 0
     public private(set) var subprotocol: String?
     @exclusivity(unchecked) private var reader: FrameReader
     private let expectedAccept: String

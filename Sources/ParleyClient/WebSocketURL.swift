@@ -6,7 +6,7 @@ public struct WebSocketURL: Equatable, Sendable, CustomStringConvertible {
     public var secure: Bool
 
     public init?(_ string: String) {
-        var rest: Substring
+        let rest: Substring
         if string.hasPrefix("ws://") { secure = false; rest = string.dropFirst(5) }
         else if string.hasPrefix("wss://") { secure = true; rest = string.dropFirst(6) }
         else { return nil }
@@ -22,7 +22,6 @@ public struct WebSocketURL: Equatable, Sendable, CustomStringConvertible {
             port = secure ? 443 : 80
         }
         guard !host.isEmpty else { return nil }
-        rest = ""
     }
 
     public var description: String { "\(secure ? "wss" : "ws")://\(host):\(port)\(path)" }

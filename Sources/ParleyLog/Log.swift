@@ -363,12 +363,6 @@ public final class Log: @unchecked Sendable {
         return conversations[conversation]?.last ?? 0
     }
 
-    /// Every conversation with sequenced records, and its last sequence.
-    public func conversationSequences() -> [ConversationID: UInt64] {
-        lock.lock(); defer { lock.unlock() }
-        return conversations.mapValues { $0.last }
-    }
-
     /// The durable record that carried this idempotency key in this conversation, if any.
     public func lookup(conversation: ConversationID, key: [UInt8]) -> (sequence: UInt64, offset: UInt64)? {
         guard !key.isEmpty else { return nil }
@@ -648,12 +642,8 @@ public final class Log: @unchecked Sendable {
         return true
     }
 
-    /// Whether any valid frame (with an offset after `previous`) starts after `p`: if so, the bad
-    /// bytes at `p` are corruption in the middle, not a torn tail.
-    private func hasValidFrame(_ seg: Segment, after p: Int64, fileSize: Int64, previous: UInt64?) -> Bool {
-        nextValidFrame(seg, after: p, fileSize: fileSize, previous: previous) != nil
-    }
-
+    /// Where the next valid frame (with an offset after `previous`) starts after `p`, if any: if there
+    /// is one, the bad bytes at `p` are corruption in the middle, not a torn tail.
     private func nextValidFrame(_ seg: Segment, after p: Int64, fileSize: Int64, previous: UInt64?) -> Int64? {
         var pos = (p + 8) & ~7
         var buf = [UInt8](repeating: 0, count: 1 << 20)

@@ -94,7 +94,6 @@ public enum LogError: Error, Equatable, CustomStringConvertible {
     case corrupt(file: String, position: Int64, reason: String)
     case badSegmentHeader(file: String, reason: String)
     case closed
-    case notFound
     /// The record's sequence is not the conversation's next one (last durable + 1): refused, so a
     /// conversation's sequences stay gapless whatever fails around it.
     case sequenceConflict(expected: UInt64, got: UInt64)
@@ -108,7 +107,6 @@ public enum LogError: Error, Equatable, CustomStringConvertible {
         case .corrupt(let f, let p, let r): return "corrupt record in \(f) at byte \(p): \(r)"
         case .badSegmentHeader(let f, let r): return "bad segment header in \(f): \(r)"
         case .closed: return "log is closed"
-        case .notFound: return "not found"
         case .sequenceConflict(let e, let g): return "sequence \(g) where \(e) was next"
         }
     }

@@ -65,10 +65,7 @@ public final class Server {
         }
         router.add("GET", "/v1/users/{userId}/orders/last") { req, p, _ in
             guard TokenRoutes.authorized(req, apiKey: apiKey) else { return .respond(TokenRoutes.unauthorized) }
-            guard let o = orders.last(userId: p["userId"] ?? "") else {
-                return .respond(.error(404, code: "not_found", message: "this user has no orders"))
-            }
-            return .respond(HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: o.json))
+            return orders.getLast(userId: p["userId"] ?? "")
         }
         if config.echo {
             let echo = EchoDelegate()

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import ParleyHTTP
 import ParleyLog
@@ -9,6 +10,8 @@ final class OrderStore: @unchecked Sendable {
     private let lock = NSLock()
     private var byUser: [String: [String: Entry]] = [:]
     private let log: Log
+    /// Reading an order's JSON is a pread on the log: never on a connection loop.
+    private let readers = DispatchQueue(label: "parley.orders.read", attributes: .concurrent)
 
     init(log: Log) { self.log = log }
 
@@ -39,11 +42,16 @@ final class OrderStore: @unchecked Sendable {
         return best.flatMap { log.read(offset: $0.offset) }.flatMap { OrderRecord.decode($0.payload) }
     }
 
-    func order(userId: String, orderId: String) -> OrderRecord? {
-        lock.lock()
-        let e = byUser[userId]?[orderId]
-        lock.unlock()
-        return e.flatMap { log.read(offset: $0.offset) }.flatMap { OrderRecord.decode($0.payload) }
+    /// `GET /v1/users/{userId}/orders/last`, answered from the reader queue.
+    func getLast(userId: String) -> HTTPServiceResult {
+        .deferred { [self] reply in
+            readers.async { [self] in
+                guard let o = last(userId: userId) else {
+                    return reply(.error(404, code: "not_found", message: "this user has no orders"))
+                }
+                reply(HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: o.json))
+            }
+        }
     }
 
     /// `PUT /v1/users/{userId}/orders/{orderId}`: 201 when new, 200 when replaced; answered once durable.

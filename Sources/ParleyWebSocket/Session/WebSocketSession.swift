@@ -39,8 +39,6 @@ public final class WebSocketSession: ConnectionHandler {
     private var pingSentMs: UInt64 = 0
     @exclusivity(unchecked) public private(set) var closeSent = false
     private var overflowing = false
-    /// Free for the layer above (e.g. the chat session).
-    public var userData: AnyObject?
 
     public init(connection: Connection, config: WebSocketConfig, subprotocol: String? = nil, delegate: WebSocketDelegate?) {
         self.connection = connection
@@ -166,7 +164,6 @@ public final class WebSocketSession: ConnectionHandler {
     public func connectionClosed(_ c: Connection) {
         delegate?.webSocketClosed(self)
         delegate = nil
-        userData = nil
     }
 }
 

@@ -25,32 +25,20 @@ private func parseAll(_ reader: inout FrameReader, _ buf: UnsafeMutableRawBuffer
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(metrics: [.mallocCountTotal, .wallClock, .throughput], maxDuration: .seconds(2))
 
-    Benchmark("FrameReader: one 16-byte text frame complete in the buffer") { benchmark in
-        var frames = maskedFrames(count: 1, size: 16)
-        var reader = FrameReader()
-        benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations {
-            blackHole(frames.withUnsafeMutableBytes { parseAll(&reader, $0) })
+    /// Parse, unmask, validate and deliver `count` masked text frames of `size` bytes, read at once.
+    func frameReaderBenchmark(_ name: String, count: Int, size: Int) {
+        Benchmark(name) { benchmark in
+            var frames = maskedFrames(count: count, size: size)
+            var reader = FrameReader()
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                blackHole(frames.withUnsafeMutableBytes { parseAll(&reader, $0) })
+            }
         }
     }
-
-    Benchmark("FrameReader: 64 text frames of 150 bytes in one read") { benchmark in
-        var frames = maskedFrames(count: 64, size: 150)
-        var reader = FrameReader()
-        benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations {
-            blackHole(frames.withUnsafeMutableBytes { parseAll(&reader, $0) })
-        }
-    }
-
-    Benchmark("FrameReader: one 16 KiB text frame") { benchmark in
-        var frames = maskedFrames(count: 1, size: 16 * 1024)
-        var reader = FrameReader()
-        benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations {
-            blackHole(frames.withUnsafeMutableBytes { parseAll(&reader, $0) })
-        }
-    }
+    frameReaderBenchmark("FrameReader: one 16-byte text frame complete in the buffer", count: 1, size: 16)
+    frameReaderBenchmark("FrameReader: 64 text frames of 150 bytes in one read", count: 64, size: 150)
+    frameReaderBenchmark("FrameReader: one 16 KiB text frame", count: 1, size: 16 * 1024)
 
     Benchmark("FrameEncoder: server frame header") { benchmark in
         var header: (UInt64, UInt64) = (0, 0)
