@@ -36,7 +36,8 @@ let package = Package(
         ),
         .target(name: "ParleyHTTP", dependencies: ["ParleyTransport"]),
         .target(name: "ParleyLog", dependencies: ["CParleySys", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "ParleyChat"),
+        .target(name: "ParleyChat", dependencies: ["ParleyLog"]),
+        .target(name: "ParleyProtocol", dependencies: ["ParleyChat", "ParleyLog"]),
         .target(
             name: "ParleyWebSocket",
             dependencies: ["ParleyTransport", "ParleyHTTP", "COpenSSL", "CZlib"]
@@ -44,7 +45,7 @@ let package = Package(
         .target(
             name: "ParleyServer",
             dependencies: [
-                "ParleyTransport", "ParleyHTTP", "ParleyWebSocket", "ParleyLog",
+                "ParleyTransport", "ParleyHTTP", "ParleyWebSocket", "ParleyLog", "ParleyChat", "ParleyProtocol",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

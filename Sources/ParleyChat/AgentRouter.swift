@@ -116,6 +116,19 @@ public struct AgentRouter<Conversation: Hashable & Sendable>: Sendable {
         return drainQueue(nowMs: nowMs)
     }
 
+    /// Puts a conversation where the log says it is (recovery, or after a refused change):
+    /// with `agent`, or waiting at the back of the queue.
+    public mutating func force(_ c: Conversation, to agent: String?, defaultCapacity: Int, nowMs: Int64) {
+        if let i = queue.firstIndex(of: c) { queue.remove(at: i) }
+        for (id, a) in agents where a.open.contains(c) { agents[id]!.open.remove(c) }
+        if let agent {
+            if agents[agent] == nil { agents[agent] = Agent(capacity: defaultCapacity, idleSinceMs: nowMs) }
+            agents[agent]!.open.insert(c)
+        } else {
+            queue.append(c)
+        }
+    }
+
     public func agent(of c: Conversation) -> String? {
         agents.first { $0.value.open.contains(c) }?.key
     }

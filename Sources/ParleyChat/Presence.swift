@@ -36,6 +36,14 @@ public struct PresenceTracker: Sendable {
         }
     }
 
+    /// After a restart: the user was connected before it and counts as online until the grace
+    /// period runs out without a session.
+    public mutating func restoreLeaving(_ user: String, nowMs: Int64) {
+        guard (sessions[user] ?? 0) == 0 else { return }
+        online.insert(user)
+        leaving[user] = nowMs + graceMs
+    }
+
     /// Users whose grace period is over, in the order they left.
     public mutating func tick(nowMs: Int64) -> [Change] {
         let due = leaving.filter { $0.value <= nowMs }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }

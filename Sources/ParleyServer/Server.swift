@@ -4,6 +4,8 @@ import ParleyTransport
 import ParleyHTTP
 import ParleyWebSocket
 import ParleyLog
+import ParleyChat
+import Foundation
 
 /// Composition root: listener, loops, HTTP routes, WebSocket endpoints, lifecycle.
 public final class Server {
@@ -19,6 +21,7 @@ public final class Server {
     /// The node's log (`<data-dir>/log`), opened and recovered before the server listens.
     public let log: Log
     let orders: OrderStore
+    let chat: ChatService
     let metrics = ServerMetrics()
     private var budget: ConnectionBudget?
 
@@ -39,24 +42,32 @@ public final class Server {
         self.tokens = try TokenService(secret: secrets.jwtSecret)
         var logConfig = LogConfig(directory: config.dataDir + "/log")
         logConfig.repair = config.repairLog
+        logConfig.fsync = config.fsync
         let metrics = self.metrics
         logConfig.onBatch = { records, bytes, syncNs in metrics.logBatch(records: records, bytes: bytes, syncNs: syncNs) }
         let (log, report) = try Log.open(logConfig, logger: logger)
         self.log = log
         self.orders = OrderStore(log: log)
         let replayed = orders.replay()
+        let epoch = try Server.epoch(dataDir: config.dataDir, rewritten: !report.dropped.isEmpty)
+        let partitions = config.chatPartitions > 0 ? config.chatPartitions : (config.loops > 0 ? config.loops : System.activeCores)
+        chat = ChatService(log: log, epoch: epoch, partitionCount: partitions, presenceGraceMs: config.presenceGraceMs, metrics: metrics, logger: logger)
+        let rebuilt = chat.recover()
         logger.info("log recovered", metadata: ["log.records": "\(report.records)", "log.last_offset": "\(report.lastOffset)",
                                                 "log.seconds": "\(String(format: "%.3f", report.seconds))", "log.torn_tail_bytes": "\(report.tornTailBytes)",
-                                                "orders": "\(replayed)"])
+                                                "orders": "\(replayed)", "conversations": "\(rebuilt.conversations)", "events": "\(rebuilt.events)",
+                                                "chat.partitions": "\(partitions)", "epoch": "\(epoch)"])
         buildRoutes()
     }
 
     private func buildRoutes() {
         router.add("GET", "/healthz") { _, _, _ in .respond(.json(200, #"{"status":"ok"}"#)) }
         let (apiKey, tokens) = (secrets.apiKey, self.tokens)
+        let ws = wsConfig
         router.add("POST", "/v1/tokens") { req, _, _ in TokenRoutes.mint(req, apiKey: apiKey, tokens: tokens) }
+        let chat = self.chat
         router.add("GET", "/metrics") { [unowned self] _, _, _ in
-            .respond(metrics.scrape(openConnections: budget?.openConnections ?? 0, durableOffset: log.durableOffset))
+            .respond(metrics.scrape(openConnections: budget?.openConnections ?? 0, durableOffset: log.durableOffset, chat: chat))
         }
         let orders = self.orders
         router.add("PUT", "/v1/users/{userId}/orders/{orderId}") { req, p, _ in
@@ -67,9 +78,23 @@ public final class Server {
             guard TokenRoutes.authorized(req, apiKey: apiKey) else { return .respond(TokenRoutes.unauthorized) }
             return orders.getLast(userId: p["userId"] ?? "")
         }
+        router.add("GET", "/v1/ws") { req, _, c in
+            switch Handshake.validate(req.head, subprotocols: ["parley.v1"]) {
+            case .failure(let e):
+                return .respond(e.response)
+            case .success(let accepted):
+                let delegate = ChatSession(service: chat, tokens: tokens, orders: orders)
+                let session = WebSocketSession(connection: c, config: ws, subprotocol: accepted.subprotocol, delegate: delegate)
+                delegate.attach(session)
+                return .upgrade(response: Handshake.response(accepted), handler: session)
+            }
+        }
+        router.add("GET", "/v1/conversations/{id}") { req, p, _ in
+            guard TokenRoutes.authorized(req, apiKey: apiKey) else { return .respond(TokenRoutes.unauthorized) }
+            return ConversationRoutes.get(id: p["id"] ?? "", chat: chat)
+        }
         if config.echo {
             let echo = EchoDelegate()
-            let ws = wsConfig
             router.add("GET", "/v1/echo") { req, _, c in
                 switch Handshake.validate(req.head, subprotocols: []) {
                 case .failure(let e):
@@ -105,6 +130,7 @@ public final class Server {
             let c = loop.adopt(fd: fd, handler: http)
             http.start(c)
         }
+        chat.start()
         self.group = group
         self.listener = listener
         self.budget = budget
@@ -135,6 +161,7 @@ public final class Server {
                 for loop in group.loops { loop.queue.sync { open += loop.connectionCount } }
                 if open == 0 || monotonicMs() >= deadline {
                     if open > 0 { self.logger.warning("shutdown grace over; dropping connections", metadata: ["conn.open": "\(open)"]) }
+                    self.chat.stop()
                     self.log.close()  // what was queued is written and synced first
                     completion()
                 } else {
@@ -143,6 +170,21 @@ public final class Server {
             }
             poll()
         }
+    }
+}
+
+extension Server {
+    /// The log's history id (`welcome.epoch`): made when the data dir is new, and made again when
+    /// recovery had to cut records out of the middle, so clients reload instead of resuming.
+    static func epoch(dataDir: String, rewritten: Bool) throws -> String {
+        let path = dataDir + "/epoch"
+        if !rewritten, let s = try? String(contentsOfFile: path, encoding: .utf8) {
+            let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !t.isEmpty { return t }
+        }
+        let id = ChatSession.sessionID()
+        try (id + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return id
     }
 }
 

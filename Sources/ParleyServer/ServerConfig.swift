@@ -1,3 +1,4 @@
+import ParleyLog
 import ParleyTransport
 
 /// Everything `parley serve` can be told. Defaults are the embedded ones: `parley serve` with no
@@ -27,6 +28,13 @@ public struct ServerConfig: Sendable {
     public var apiKey: String? = nil
     /// Open a log with corruption anyway, dropping the bad bytes (see `parley log verify --repair`).
     public var repairLog = false
+    /// How long a user stays online after their last session closes (protocol "Presence").
+    public var presenceGraceMs: Int64 = 5_000
+    /// Conversation partitions (serial queues); 0: one per loop.
+    public var chatPartitions = 0
+    /// When an append counts as durable: every batch fsynced (`always`, the default) or at most
+    /// every N ms.
+    public var fsync: FsyncMode = .always
 
     public init() {}
 }

@@ -18,6 +18,12 @@ final class ServerMetrics: @unchecked Sendable {
     let logBytes: CoreMetrics.Counter
     let logFsync: CoreMetrics.Timer
     let logBatchRecords: CoreMetrics.Recorder
+    let ackLatency: CoreMetrics.Timer
+    let chatEvent: (RecordType) -> CoreMetrics.Counter
+    private let chatEvents: [UInt8: CoreMetrics.Counter]
+    private let sessionsOpen: CoreMetrics.Gauge
+    private let queueLength: CoreMetrics.Gauge
+    private let agentsAvailable: CoreMetrics.Gauge
     private let connectionsOpen: CoreMetrics.Gauge
     private let logDurableOffset: CoreMetrics.Gauge
     private let factory: PrometheusMetricsFactory
@@ -27,6 +33,10 @@ final class ServerMetrics: @unchecked Sendable {
         f.durationHistogramBuckets["parley_log_fsync_seconds"] = [
             .microseconds(100), .microseconds(200), .microseconds(500), .milliseconds(1), .milliseconds(2),
             .milliseconds(5), .milliseconds(10), .milliseconds(50), .milliseconds(250), .seconds(1),
+        ]
+        f.durationHistogramBuckets["parley_chat_ack_seconds"] = [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1),
         ]
         f.valueHistogramBuckets["parley_log_batch_records"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
         factory = f
@@ -39,6 +49,17 @@ final class ServerMetrics: @unchecked Sendable {
         logFsync = CoreMetrics.Timer(label: "parley_log_fsync_seconds", factory: f)
         logBatchRecords = CoreMetrics.Recorder(label: "parley_log_batch_records", factory: f)
         connectionsOpen = CoreMetrics.Gauge(label: "parley_connections_open", factory: f)
+        ackLatency = CoreMetrics.Timer(label: "parley_chat_ack_seconds", factory: f)
+        var events: [UInt8: CoreMetrics.Counter] = [:]
+        for t in [RecordType.message, .conversationCreated, .conversationAssigned, .conversationTransferred, .conversationResolved, .orderAttached, .csat, .readMarker] {
+            events[t.rawValue] = CoreMetrics.Counter(label: "parley_chat_events_total", dimensions: [("type", "\(t)")], factory: f)
+        }
+        chatEvents = events
+        let other = CoreMetrics.Counter(label: "parley_chat_events_total", dimensions: [("type", "other")], factory: f)
+        chatEvent = { events[$0.rawValue] ?? other }
+        sessionsOpen = CoreMetrics.Gauge(label: "parley_chat_sessions", factory: f)
+        queueLength = CoreMetrics.Gauge(label: "parley_chat_queue_length", factory: f)
+        agentsAvailable = CoreMetrics.Gauge(label: "parley_chat_agents_available", factory: f)
         logDurableOffset = CoreMetrics.Gauge(label: "parley_log_durable_offset", factory: f)
     }
 
@@ -57,7 +78,10 @@ final class ServerMetrics: @unchecked Sendable {
     }
 
     /// `GET /metrics`: Prometheus text format.
-    func scrape(openConnections: Int, durableOffset: UInt64) -> HTTPResponse {
+    func scrape(openConnections: Int, durableOffset: UInt64, chat: ChatService) -> HTTPResponse {
+        sessionsOpen.record(chat.sessions.load(ordering: .relaxed))
+        queueLength.record(chat.queueLength.load(ordering: .relaxed))
+        agentsAvailable.record(chat.agentsAvailable.load(ordering: .relaxed))
         connectionsOpen.record(openConnections)
         logDurableOffset.record(Int64(durableOffset))
         return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], body: registry.emitToBuffer())

@@ -70,6 +70,12 @@ struct Serve: ParsableCommand {
     var jwtSecret: String?
     @Option(help: "Bearer key for the REST API (env PARLEY_API_KEY). Default: generated like the JWT secret.")
     var apiKey: String?
+    @Option(help: "Seconds a user stays online after their last session closes, so reconnects do not flap; also how long an agent's conversations wait for them before going back to the queue (env PARLEY_PRESENCE_GRACE). Default 5.")
+    var presenceGrace: Double?
+    @Option(help: "Conversation partitions (serial queues); 0 means one per loop (env PARLEY_CHAT_PARTITIONS). Default 0.")
+    var chatPartitions: Int?
+    @Option(help: "When an event is durable before its ack: always (fdatasync every group commit) or a number of milliseconds between syncs (env PARLEY_FSYNC). Default always.")
+    var fsync: String?
 
     func run() throws {
         var config = ServerConfig()
@@ -88,6 +94,19 @@ struct Serve: ParsableCommand {
         config.jwtSecret = try resolve(jwtSecret.map { Optional($0) }, "PARLEY_JWT_SECRET", nil) { $0 }
         config.apiKey = try resolve(apiKey.map { Optional($0) }, "PARLEY_API_KEY", nil) { $0 }
 
+        let grace = try resolve(presenceGrace, "PARLEY_PRESENCE_GRACE", 5) { Double($0) }
+        guard grace >= 0, grace <= 3600 else { throw ValidationError("presence-grace must be 0...3600 seconds") }
+        config.presenceGraceMs = Int64(grace * 1000)
+        config.chatPartitions = try resolve(chatPartitions, "PARLEY_CHAT_PARTITIONS", 0) { Int($0) }
+        guard (0...256).contains(config.chatPartitions) else { throw ValidationError("chat-partitions must be 0...256") }
+        let fsyncText = try resolve(fsync, "PARLEY_FSYNC", "always") { $0 }
+        if fsyncText == "always" {
+            config.fsync = .always
+        } else if let ms = Int(fsyncText), ms >= 1, ms <= 10_000 {
+            config.fsync = .interval(ms: ms)
+        } else {
+            throw ValidationError("fsync must be always or 1...10000 (milliseconds)")
+        }
         guard (0...65535).contains(config.port) else { throw ValidationError("port must be 0...65535") }
         guard config.loops >= 0, config.loops <= 1024 else { throw ValidationError("loops must be 0...1024") }
         guard config.maxMessageBytes >= 125, config.maxMessageBytes <= 1 << 30 else { throw ValidationError("max-message-bytes must be 125...1073741824") }

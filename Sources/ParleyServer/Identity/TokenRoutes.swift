@@ -1,4 +1,5 @@
 import Foundation
+import ParleyProtocol
 import ParleyHTTP
 
 /// `POST /v1/tokens` and the API-key check shared by the REST endpoints.

@@ -1,4 +1,5 @@
 import Foundation
+import ParleyProtocol
 import ParleyLog
 
 /// An order as the log stores it: who, which, when (for "latest"), and the order's JSON exactly as

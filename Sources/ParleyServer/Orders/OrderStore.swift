@@ -1,7 +1,9 @@
 import Dispatch
 import Foundation
 import ParleyHTTP
+import ParleyChat
 import ParleyLog
+import ParleyProtocol
 
 /// Users' orders: written to the log, indexed in memory (user → order → placedAt and log offset),
 /// rebuilt from the log on start. The order JSON itself stays in the log and is read on demand.
@@ -40,6 +42,30 @@ final class OrderStore: @unchecked Sendable {
         let best = byUser[userId]?.values.max { ($0.placedAtMs, $0.offset) < ($1.placedAtMs, $1.offset) }
         lock.unlock()
         return best.flatMap { log.read(offset: $0.offset) }.flatMap { OrderRecord.decode($0.payload) }
+    }
+
+    func order(userId: String, orderId: String) -> OrderRecord? {
+        lock.lock()
+        let e = byUser[userId]?[orderId]
+        lock.unlock()
+        return e.flatMap { log.read(offset: $0.offset) }.flatMap { OrderRecord.decode($0.payload) }
+    }
+
+    /// The order `conversation.open` asks for, read on the reader queue: the latest, a named one
+    /// (not_found when the user has no such order), or none.
+    func snapshot(userId: String, choice: OrderChoice, completion: @escaping (Result<OrderSnapshot?, FrameError>) -> Void) {
+        if case .none = choice { return completion(.success(nil)) }
+        readers.async { [self] in
+            switch choice {
+            case .none: completion(.success(nil))
+            case .last: completion(.success(last(userId: userId).map { OrderSnapshot(id: $0.orderId, json: $0.json) }))
+            case .id(let id):
+                guard let o = order(userId: userId, orderId: id) else {
+                    return completion(.failure(FrameError(ref: nil, code: .notFound, message: "you have no order \(id)")))
+                }
+                completion(.success(OrderSnapshot(id: o.orderId, json: o.json)))
+            }
+        }
     }
 
     /// `GET /v1/users/{userId}/orders/last`, answered from the reader queue.

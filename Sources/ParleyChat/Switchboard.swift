@@ -1,0 +1,290 @@
+import ParleyLog
+
+/// Commands the switchboard takes: from sessions (through the server) and from partitions.
+public enum SwitchboardInput<S: Hashable> {
+    case sessionOpened(S, Person, capacity: Int, resume: [ConversationID: UInt64])
+    case sessionClosed(S)
+    /// `conversation.open`, with the order already looked up (nil: none). `attachOrder`: the
+    /// request named an order (or "last"), as opposed to `order: null`.
+    case open(S, Person, ref: String?, order: OrderSnapshot?, attachOrder: Bool)
+    case agentStatus(S, Person, AgentStatus, ref: String?)
+    case claim(S, Person, ConversationID, ref: String?)
+    // from partitions
+    case attached(S, partition: Int, [ConversationView])
+    case created(ConversationID, customer: Person, createdMs: Int64)
+    case createFailed(ConversationID, customer: String)
+    case reopenRejected(ConversationID, S, Person, ref: String?, order: OrderSnapshot?, attachOrder: Bool)
+    case transferRequested(ConversationID, from: Person, to: String?, S, ref: String?)
+    case resolved(ConversationID, customer: String, agent: String?)
+    /// The partition's word on a conversation after a refused or failed change.
+    case resync(ConversationID, customer: Person, agent: Person?, open: Bool)
+    case tick
+}
+
+public struct QueueEntry: Equatable, Sendable {
+    public var conversation: ConversationID
+    public var customer: Person
+    public var sinceMs: Int64
+}
+
+public enum PresenceStatus: String, Sendable {
+    case online, offline, available, away
+}
+
+public enum SwitchboardOutput<S: Hashable> {
+    /// To the partition that owns the conversation.
+    case partition(ConversationID, BookInput<S>)
+    /// To one partition by index (session attach/release).
+    case partitionIndex(Int, BookInput<S>)
+    case allPartitions(BookInput<S>)
+    case welcome(S, [ConversationView])
+    case reply(S, ChatReply)
+    case presence(Person, PresenceStatus, to: [S])
+    case queue([QueueEntry], to: [S])
+}
+
+/// Who is connected, who is available, who gets which conversation: sessions, agents' routing and
+/// the waiting queue, presence, and each customer's open conversation. One instance (one serial
+/// queue); conversations themselves live in the partitions. Deterministic: time is `now`.
+public struct Switchboard<S: Hashable> {
+    struct Session {
+        var user: Person
+        var welcomed = false
+        var outstanding: Set<Int> = []
+        var views: [ConversationView] = []
+        var attached: Set<ConversationID> = []
+    }
+
+    struct Open {
+        var customer: Person
+        var sinceMs: Int64
+    }
+
+    public private(set) var router = AgentRouter<ConversationID>()
+    public private(set) var presence: PresenceTracker
+    private var sessions: [S: Session] = [:]
+    private var byUser: [String: [S]] = [:]
+    private var people: [String: Person] = [:]
+    private var customerOpen: [String: ConversationID] = [:]
+    private var open: [ConversationID: Open] = [:]
+    private let partitions: Int
+    private let partitionOf: (ConversationID) -> Int
+    private var newID: () -> ConversationID
+
+    public init(partitions: Int, partitionOf: @escaping (ConversationID) -> Int, presenceGraceMs: Int64, newID: @escaping () -> ConversationID) {
+        self.partitions = partitions
+        self.partitionOf = partitionOf
+        self.presence = PresenceTracker(graceMs: presenceGraceMs)
+        self.newID = newID
+    }
+
+    public var sessionCount: Int { sessions.count }
+    public var queueLength: Int { router.queue.count }
+    public func openConversation(of customer: String) -> ConversationID? { customerOpen[customer] }
+
+    /// Rebuilds routing from the partitions' recovered conversations. Agents with conversations are
+    /// treated as just disconnected: unless they come back within the grace period, their
+    /// conversations return to the queue.
+    public mutating func restore(_ conversations: [RestoredConversation], now: Int64) {
+        for c in conversations.sorted(by: { ($0.createdMs, $0.id.high, $0.id.low) < ($1.createdMs, $1.id.high, $1.id.low) }) where !c.resolved {
+            customerOpen[c.customer.id] = c.id
+            open[c.id] = Open(customer: c.customer, sinceMs: c.createdMs)
+            people[c.customer.id] = c.customer
+            if let a = c.agent { people[a.id] = a }
+            router.force(c.id, to: c.agent?.id, defaultCapacity: 5, nowMs: now)
+            if let a = c.agent { presence.restoreLeaving(a.id, nowMs: now) }
+        }
+    }
+
+    public mutating func handle(_ input: SwitchboardInput<S>, now: Int64) -> [SwitchboardOutput<S>] {
+        var out: [SwitchboardOutput<S>] = []
+        let queueBefore = router.queue
+        switch input {
+        case .sessionOpened(let s, let user, let capacity, let resume):
+            people[user.id] = user
+            sessions[s] = Session(user: user)
+            byUser[user.id, default: []].append(s)
+            if presence.sessionOpened(user.id, nowMs: now) != nil {
+                out.append(.presence(user, .online, to: counterparts(of: user.id)))
+            }
+            var mine = Set(ownConversations(user))
+            mine.formUnion(resume.keys)
+            var byPartition: [Int: [(ConversationID, resume: UInt64?)]] = [:]
+            for c in mine.sorted(by: { ($0.high, $0.low) < ($1.high, $1.low) }) { byPartition[partitionOf(c), default: []].append((c, resume[c])) }
+            sessions[s]!.attached = mine
+            sessions[s]!.outstanding = Set(byPartition.keys)
+            for (p, items) in byPartition.sorted(by: { $0.key < $1.key }) { out.append(.partitionIndex(p, .attach(s, user, items))) }
+            if user.role == .agent {
+                // Back after being marked gone: away until they say otherwise.
+                if router.agents[user.id]?.status == .offline { _ = router.setStatus(agent: user.id, .away, nowMs: now) }
+                assigned(router.sessionOpened(agent: user.id, capacity: capacity, nowMs: now), &out)
+            }
+            if byPartition.isEmpty { welcome(s, &out) }
+
+        case .attached(let s, let p, let views):
+            guard sessions[s] != nil, !sessions[s]!.welcomed else { break }
+            sessions[s]!.views += views
+            sessions[s]!.outstanding.remove(p)
+            if sessions[s]!.outstanding.isEmpty { welcome(s, &out) }
+
+        case .sessionClosed(let s):
+            guard let info = sessions.removeValue(forKey: s) else { break }
+            byUser[info.user.id]?.removeAll { $0 == s }
+            if byUser[info.user.id]?.isEmpty == true { byUser[info.user.id] = nil }
+            presence.sessionClosed(info.user.id, nowMs: now)
+            if info.user.role == .agent { router.sessionClosed(agent: info.user.id) }
+            out.append(.allPartitions(.detach(s)))
+
+        case .open(let s, let user, let ref, let order, let attachOrder):
+            guard user.role == .customer else {
+                out.append(.reply(s, .error(ref: ref, .forbidden, "only customers open conversations")))
+                break
+            }
+            if let c = customerOpen[user.id] {
+                out.append(.partition(c, .reopen(c, s, user, ref: ref, order: order, attachOrder: attachOrder)))
+            } else {
+                let c = newID()
+                customerOpen[user.id] = c
+                out.append(.partition(c, .create(c, customer: user, order: order, sessions: welcomed(user.id), opener: s, ref: ref)))
+            }
+
+        case .reopenRejected(let c, let s, let user, let ref, let order, let attachOrder):
+            // The conversation was resolved meanwhile: open a new one.
+            if customerOpen[user.id] == c { customerOpen[user.id] = nil }
+            return handle(.open(s, user, ref: ref, order: order, attachOrder: attachOrder), now: now)
+
+        case .created(let c, let customer, let createdMs):
+            open[c] = Open(customer: customer, sinceMs: createdMs)
+            if case .assigned(let agent) = router.route(c, nowMs: now) { assign(c, to: agent, waiter: nil, &out) }
+
+        case .createFailed(let c, let customer):
+            if customerOpen[customer] == c { customerOpen[customer] = nil }
+
+        case .agentStatus(let s, let user, let status, let ref):
+            guard user.role == .agent else {
+                out.append(.reply(s, .error(ref: ref, .forbidden, "agent.status is for agents")))
+                break
+            }
+            let before = router.agents[user.id]?.status
+            let moved = router.setStatus(agent: user.id, status, nowMs: now)
+            if ref != nil { out.append(.reply(s, .ack(ref: ref, conversation: nil, seq: nil, ts: nil, clientMsgId: nil))) }
+            if before != status, let p = PresenceStatus(rawValue: status.rawValue) {
+                out.append(.presence(user, p, to: counterparts(of: user.id)))
+            }
+            assigned(moved, &out)
+
+        case .claim(let s, let user, let c, let ref):
+            guard user.role == .agent else {
+                out.append(.reply(s, .error(ref: ref, .forbidden, "only agents claim conversations")))
+                break
+            }
+            if router.claim(c, by: user.id, nowMs: now) {
+                assign(c, to: user.id, waiter: (s, ref), &out)
+            } else if open[c] == nil {
+                out.append(.reply(s, .error(ref: ref, .notFound, "no such open conversation")))
+            } else if !router.queue.contains(c) {
+                out.append(.reply(s, .error(ref: ref, .conflict, "the conversation is not waiting")))
+            } else {
+                out.append(.reply(s, .error(ref: ref, .conflict, "set your status to available, under your capacity, to claim")))
+            }
+
+        case .transferRequested(let c, let from, let to, let s, let ref):
+            if let to {
+                guard let target = people[to], target.role == .agent else {
+                    out.append(.reply(s, .error(ref: ref, .notFound, "no such agent")))
+                    break
+                }
+                guard router.transfer(c, from: from.id, to: to, nowMs: now) != nil else {
+                    out.append(.reply(s, .error(ref: ref, .conflict, "\(to) is not available or has no room")))
+                    break
+                }
+                out.append(.partition(c, .transfer(c, from: from, to: target, sessions: welcomed(to), waiter: (s, ref))))
+            } else {
+                let outcome = router.transfer(c, from: from.id, to: nil, nowMs: now)
+                out.append(.partition(c, .transfer(c, from: from, to: nil, sessions: [], waiter: (s, ref))))
+                if case .assigned(let agent)? = outcome { assign(c, to: agent, waiter: nil, &out) }
+            }
+
+        case .resolved(let c, let customer, _):
+            if customerOpen[customer] == c { customerOpen[customer] = nil }
+            open[c] = nil
+            assigned(router.release(c, nowMs: now), &out)
+
+        case .resync(let c, let customer, let agent, let isOpen):
+            if isOpen {
+                if open[c] == nil { open[c] = Open(customer: customer, sinceMs: now) }
+                if router.agent(of: c) != agent?.id {
+                    router.force(c, to: agent?.id, defaultCapacity: 5, nowMs: now)
+                }
+            } else {
+                open[c] = nil
+                if customerOpen[customer.id] == c { customerOpen[customer.id] = nil }
+                assigned(router.release(c, nowMs: now), &out)
+            }
+
+        case .tick:
+            for change in presence.tick(nowMs: now) {
+                guard case .offline(let id) = change, let user = people[id] else { continue }
+                out.append(.presence(user, .offline, to: counterparts(of: id)))
+                if user.role == .agent {
+                    let (requeued, moved) = router.agentGone(id, nowMs: now)
+                    for c in requeued { out.append(.partition(c, .transfer(c, from: user, to: nil, sessions: [], waiter: nil))) }
+                    assigned(moved, &out)
+                }
+            }
+        }
+        if router.queue != queueBefore { out.append(.queue(queueEntries, to: agentSessions())) }
+        return out
+    }
+
+    // MARK: internals
+
+    private var queueEntries: [QueueEntry] {
+        router.queue.compactMap { c in open[c].map { QueueEntry(conversation: c, customer: $0.customer, sinceMs: $0.sinceMs) } }
+    }
+
+    private func agentSessions() -> [S] {
+        sessions.compactMap { $0.value.welcomed && $0.value.user.role == .agent ? $0.key : nil }
+    }
+
+    private func welcomed(_ user: String) -> [S] {
+        (byUser[user] ?? []).filter { sessions[$0]?.welcomed == true }
+    }
+
+    private func ownConversations(_ user: Person) -> [ConversationID] {
+        switch user.role {
+        case .customer: return customerOpen[user.id].map { [$0] } ?? []
+        case .agent: return Array(router.agents[user.id]?.open ?? [])
+        }
+    }
+
+    /// Welcomed sessions of everyone who shares an open conversation with `user`.
+    private func counterparts(of user: String) -> [S] {
+        var ids: Set<String> = []
+        if let c = customerOpen[user], let a = router.agent(of: c) { ids.insert(a) }
+        for c in router.agents[user]?.open ?? [] { if let o = open[c] { ids.insert(o.customer.id) } }
+        return ids.sorted().flatMap { welcomed($0) }
+    }
+
+    private mutating func welcome(_ s: S, _ out: inout [SwitchboardOutput<S>]) {
+        guard var info = sessions[s] else { return }
+        info.welcomed = true
+        sessions[s] = info
+        out.append(.welcome(s, info.views.sorted { ($0.id.high, $0.id.low) < ($1.id.high, $1.id.low) }))
+        for p in Set(info.attached.map(partitionOf)).sorted() { out.append(.partitionIndex(p, .release(s))) }
+        // Conversations that became the user's while the welcome was being put together.
+        for c in ownConversations(info.user) where !info.attached.contains(c) {
+            out.append(.partition(c, .subscribe(s, info.user, c, after: 0)))
+        }
+        if info.user.role == .agent { out.append(.queue(queueEntries, to: [s])) }
+    }
+
+    private mutating func assign(_ c: ConversationID, to agent: String, waiter: (S, String?)?, _ out: inout [SwitchboardOutput<S>]) {
+        let person = people[agent] ?? Person(id: agent, role: .agent, name: agent)
+        out.append(.partition(c, .assign(c, agent: person, sessions: welcomed(agent), waiter: waiter)))
+    }
+
+    private mutating func assigned(_ moves: [(ConversationID, String)], _ out: inout [SwitchboardOutput<S>]) {
+        for (c, a) in moves { assign(c, to: a, waiter: nil, &out) }
+    }
+}

@@ -1,0 +1,244 @@
+import Foundation
+import ParleyChat
+import ParleyLog
+
+/// Server → client frames of protocol v1 (Protocol/SPEC.md §3). Sequenced events are encoded once,
+/// when they are created: the same bytes are the log record's payload, every recipient's frame
+/// and, later, replays and history.
+public enum ServerFrames {
+    public static func event(_ e: SequencedEvent) -> [UInt8] {
+        var w = JSONWriter()
+        w.open()
+        switch e.event {
+        case .created: w.field("type", "conversation.created")
+        case .message: w.field("type", "message")
+        case .orderAttached: w.field("type", "order.attached")
+        case .assigned: w.field("type", "conversation.assigned")
+        case .transferred: w.field("type", "conversation.transferred")
+        case .resolved: w.field("type", "conversation.resolved")
+        case .csat: w.field("type", "csat")
+        }
+        w.field("conversation", e.conversation)
+        w.field("seq", e.seq)
+        w.field("ts", e.ts)
+        switch e.event {
+        case .created(let customer, let order):
+            w.person("customer", customer); w.order("order", order)
+        case .message(let from, let text, let clientMsgId):
+            w.person("from", from); w.field("text", text); w.field("clientMsgId", clientMsgId)
+        case .orderAttached(let order):
+            w.order("order", order)
+        case .assigned(let agent):
+            w.person("agent", agent)
+        case .transferred(let from, let to):
+            w.person("from", from); w.person("to", to)
+        case .resolved(let by):
+            w.person("by", by)
+        case .csat(let from, let score, let comment):
+            w.person("from", from); w.field("score", score); w.field("comment", comment)
+        }
+        w.close()
+        return w.bytes
+    }
+
+    /// Reads back an event this server wrote (recovery). Nil for anything else.
+    public static func decodeEvent(_ payload: [UInt8]) -> SequencedEvent? {
+        guard let o = (try? JSONSerialization.jsonObject(with: Data(payload))) as? [String: Any],
+              let type = o["type"] as? String, let cs = o["conversation"] as? String, let c = ConversationID(cs),
+              let seq = JSONValues.int(o["seq"]), seq > 0, let ts = JSONValues.int(o["ts"]) else { return nil }
+        func person(_ k: String) -> Person? {
+            guard let p = o[k] as? [String: Any], let id = p["id"] as? String, let r = p["role"] as? String,
+                  let role = ChatRole(rawValue: r) else { return nil }
+            return Person(id: id, role: role, name: p["name"] as? String ?? id)
+        }
+        func order() -> OrderSnapshot? {
+            guard let v = o["order"] as? [String: Any], let id = v["id"] as? String, let raw = rawLastValue(payload, key: ",\"order\":") else { return nil }
+            return OrderSnapshot(id: id, json: raw)
+        }
+        let event: ChatEvent
+        switch type {
+        case "conversation.created":
+            guard let c = person("customer") else { return nil }
+            event = .created(customer: c, order: order())
+        case "message":
+            guard let f = person("from"), let t = o["text"] as? String, let m = o["clientMsgId"] as? String else { return nil }
+            event = .message(from: f, text: t, clientMsgId: m)
+        case "order.attached":
+            guard let ord = order() else { return nil }
+            event = .orderAttached(ord)
+        case "conversation.assigned":
+            guard let a = person("agent") else { return nil }
+            event = .assigned(agent: a)
+        case "conversation.transferred":
+            guard let f = person("from") else { return nil }
+            event = .transferred(from: f, to: person("to"))
+        case "conversation.resolved":
+            guard let b = person("by") else { return nil }
+            event = .resolved(by: b)
+        case "csat":
+            guard let f = person("from"), let s = JSONValues.int(o["score"]) else { return nil }
+            event = .csat(from: f, score: s, comment: o["comment"] as? String)
+        default:
+            return nil
+        }
+        return SequencedEvent(conversation: c, seq: UInt64(seq), ts: Int64(ts), event: event)
+    }
+
+    /// The bytes of the value of `key` when it is the object's last member (as `event` writes
+    /// `order`), so a stored order keeps its exact text (`12.30` stays `12.30`). Strings before it
+    /// are escaped, so the first unescaped match is the member itself.
+    static func rawLastValue(_ p: [UInt8], key: String) -> [UInt8]? {
+        let k = Array(key.utf8)
+        guard p.count > k.count + 1 else { return nil }
+        var i = 0
+        while i + k.count < p.count {
+            if p[i] == k[0], Array(p[i..<(i + k.count)]) == k { return Array(p[(i + k.count)..<(p.count - 1)]) }
+            i += 1
+        }
+        return nil
+    }
+
+    public static func welcome(session: String, epoch: String, user: Person, conversations: [ConversationView]) -> [UInt8] {
+        var w = JSONWriter(capacity: 256 + 256 * conversations.count)
+        w.open()
+        w.field("type", "welcome")
+        w.field("session", session)
+        w.field("epoch", epoch)
+        w.person("user", user)
+        w.openArray("conversations")
+        for v in conversations { view(&w, v) }
+        w.closeArray()
+        w.close()
+        return w.bytes
+    }
+
+    public static func opened(ref: String?, _ v: ConversationView) -> [UInt8] {
+        var w = JSONWriter()
+        w.open()
+        w.field("type", "conversation.opened")
+        if let ref { w.field("ref", ref) }
+        w.key("conversation")
+        view(&w, v)
+        w.close()
+        return w.bytes
+    }
+
+    public static func view(_ w: inout JSONWriter, _ v: ConversationView) {
+        w.open()
+        w.field("id", v.id)
+        w.field("status", v.status.rawValue)
+        w.person("customer", v.customer)
+        w.person("agent", v.agent)
+        w.order("order", v.order)
+        w.field("lastSeq", v.lastSeq)
+        w.field("readSeq", v.readSeq)
+        w.close()
+    }
+
+    public static func reply(_ r: ChatReply) -> [UInt8] {
+        switch r {
+        case .ack(let ref, let conversation, let seq, let ts, let clientMsgId):
+            return ack(ref: ref, conversation: conversation, seq: seq, ts: ts, clientMsgId: clientMsgId)
+        case .opened(let ref, let v):
+            return opened(ref: ref, v)
+        case .error(let ref, let code, let message):
+            return error(ref: ref, code, message)
+        }
+    }
+
+    public static func ack(ref: String?, conversation: ConversationID? = nil, seq: UInt64? = nil, ts: Int64? = nil, clientMsgId: String? = nil) -> [UInt8] {
+        var w = JSONWriter(capacity: 160)
+        w.open()
+        w.field("type", "ack")
+        if let ref { w.field("ref", ref) }
+        if let conversation { w.field("conversation", conversation) }
+        if let clientMsgId { w.field("clientMsgId", clientMsgId) }
+        if let seq { w.field("seq", seq) }
+        if let ts { w.field("ts", ts) }
+        w.close()
+        return w.bytes
+    }
+
+    public static func error(ref: String?, _ code: ChatErrorCode, _ message: String) -> [UInt8] {
+        var w = JSONWriter()
+        w.open()
+        w.field("type", "error")
+        if let ref { w.field("ref", ref) }
+        w.field("code", code.rawValue)
+        w.field("message", message)
+        w.close()
+        return w.bytes
+    }
+
+    public static func history(ref: String?, conversation: ConversationID, events: [[UInt8]]) -> [UInt8] {
+        var w = JSONWriter(capacity: 128 + events.reduce(0) { $0 + $1.count + 1 })
+        w.open()
+        w.field("type", "history")
+        if let ref { w.field("ref", ref) }
+        w.field("conversation", conversation)
+        w.openArray("events")
+        for e in events { w.rawValue(e) }
+        w.closeArray()
+        w.close()
+        return w.bytes
+    }
+
+    public static func typing(_ c: ConversationID, user: Person, active: Bool) -> [UInt8] {
+        var w = JSONWriter(capacity: 160)
+        w.open()
+        w.field("type", "typing")
+        w.field("conversation", c)
+        w.person("user", user)
+        w.field("active", active)
+        w.close()
+        return w.bytes
+    }
+
+    public static func read(_ c: ConversationID, user: Person, seq: UInt64) -> [UInt8] {
+        var w = JSONWriter(capacity: 160)
+        w.open()
+        w.field("type", "read")
+        w.field("conversation", c)
+        w.person("user", user)
+        w.field("seq", seq)
+        w.close()
+        return w.bytes
+    }
+
+    public static func presence(_ user: Person, _ status: PresenceStatus) -> [UInt8] {
+        var w = JSONWriter(capacity: 128)
+        w.open()
+        w.field("type", "presence")
+        w.key("user"); w.open(); w.field("id", user.id); w.field("role", user.role.rawValue); w.close()
+        w.field("status", status.rawValue)
+        w.close()
+        return w.bytes
+    }
+
+    public static func queue(_ entries: [QueueEntry]) -> [UInt8] {
+        var w = JSONWriter(capacity: 64 + 128 * entries.count)
+        w.open()
+        w.field("type", "queue")
+        w.openArray("waiting")
+        for e in entries {
+            w.open()
+            w.field("conversation", e.conversation)
+            w.person("customer", e.customer)
+            w.field("since", e.sinceMs)
+            w.close()
+        }
+        w.closeArray()
+        w.close()
+        return w.bytes
+    }
+
+    public static func resumeFailed(_ c: String, reason: String) -> [UInt8] {
+        var w = JSONWriter(capacity: 128)
+        w.open()
+        w.field("type", "resume_failed")
+        w.field("conversation", c)
+        w.field("reason", reason)
+        w.close()
+        return w.bytes
+    }
+}
