@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer"]),
-        .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat"]),
+        .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat", "ParleyLog"]),
         .testTarget(name: "ParleyLogTests", dependencies: ["ParleyLog", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "ParleyLoadTests", dependencies: ["ParleyLoad", .product(name: "Histogram", package: "hdrhistogram-swift")]),
     ],

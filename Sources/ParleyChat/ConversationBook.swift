@@ -198,12 +198,15 @@ public struct ConversationBook<S: Hashable> {
                     if resume != nil { failedResumes[s, default: []].append((id, "forbidden")) }
                     continue
                 }
-                if let r = resume, r > c.durableSeq {
+                var from = resume ?? c.durableSeq
+                if from > c.durableSeq {
+                    // Never a partial replay: say so, and go on live from the end, as without resume
+                    // (the welcome's lastSeq says where that is; history fills the rest).
                     failedResumes[s, default: []].append((id, "beyond_end"))
-                    continue
+                    from = c.durableSeq
                 }
                 views.append(view(of: c, viewer: user.id))
-                conversations[id]!.subs[s] = Sub(user: user.id, delivered: resume ?? c.durableSeq, live: false)
+                conversations[id]!.subs[s] = Sub(user: user.id, delivered: from, live: false)
                 sessionConversations[s, default: []].insert(id)
             }
             out.append(.switchboard(.attached(s, partition: partition, views)))

@@ -1,0 +1,332 @@
+import ParleyChat
+import ParleyLog
+import XCTest
+
+final class ConversationTests: XCTestCase {
+    typealias H = ChatHarness
+    let cust = H.customer("c1"), cust2 = H.customer("c2"), ann = H.agent("ann"), bob = H.agent("bob")
+
+    func testOpenRoutesToAvailableAgentWhoSeesTheOrderFirst() throws {
+        let h = H()
+        h.connect(10, ann); h.available(10, ann); _ = h.take(10)
+        h.connect(1, cust)
+        let order = OrderSnapshot(id: "o-9", json: Array(#"{"id":"o-9"}"#.utf8))
+        let c = try XCTUnwrap(h.open(1, cust, order: order))
+        h.flush()
+        let got = h.take(1)
+        XCTAssertEqual(H.kinds(got), ["created", "assigned:ann"])
+        guard case .reply(.opened(_, let view))? = got.first(where: { if case .reply(.opened) = $0 { return true } else { return false } }) else {
+            return XCTFail("no conversation.opened in \(got)")
+        }
+        XCTAssertEqual(view.order, order)
+        XCTAssertEqual(view.lastSeq, 1)
+        // The agent gets the conversation from seq 1: the order is in front of them.
+        XCTAssertEqual(H.seqs(h.take(10), c), [1, 2])
+    }
+
+    func testNoAgentMeansFIFOQueueThenAssignmentWhenOneIsAvailable() throws {
+        let h = H()
+        h.connect(10, ann); _ = h.take(10)
+        h.connect(1, cust); h.connect(2, cust2)
+        let c1 = try XCTUnwrap(h.open(1, cust)), c2 = try XCTUnwrap(h.open(2, cust2))
+        XCTAssertEqual(h.take(10).last, .queue([c1, c2]))
+        h.available(10, ann); h.flush()
+        XCTAssertEqual(h.board.queueLength, 0)
+        let got = h.take(10)
+        XCTAssertEqual(H.seqs(got, c1), [1, 2])
+        XCTAssertEqual(H.seqs(got, c2), [1, 2])
+    }
+
+    func testFewestOpenUnderCapacityAndClaim() throws {
+        let h = H()
+        h.connect(10, ann, capacity: 1); h.available(10, ann)
+        h.connect(11, bob, capacity: 1); h.available(11, bob)
+        h.connect(1, cust); h.connect(2, cust2); h.connect(3, H.customer("c3"))
+        let c1 = try XCTUnwrap(h.open(1, cust)); h.flush()
+        let c2 = try XCTUnwrap(h.open(2, cust2)); h.flush()
+        let c3 = try XCTUnwrap(h.open(3, H.customer("c3"))); h.flush()
+        let a = h.board.router.agents
+        XCTAssertEqual(Set([a["ann"]!.open, a["bob"]!.open]), Set([[c1], [c2]]))
+        XCTAssertEqual(h.board.router.queue, [c3])
+        // Full agents cannot claim; after resolving, the freed agent gets the waiting one.
+        _ = h.take(10)
+        h.sb(.claim(10, ann, c3, ref: "cl"))
+        XCTAssertEqual(H.errors(h.take(10)), [.conflict])
+        let annsConversation = a["ann"]!.open.first!
+        h.book(annsConversation, .resolve(10, ann, annsConversation, ref: "r")); h.flush(); h.flush()
+        XCTAssertEqual(h.board.router.agents["ann"]!.open, [c3])
+    }
+
+    func testClaimFromQueue() throws {
+        let h = H()
+        h.connect(10, ann); h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust))
+        h.sb(.claim(10, ann, c, ref: "cl"))
+        XCTAssertEqual(H.errors(h.take(10)), [.conflict], "away agents cannot claim")
+        h.sb(.agentStatus(10, ann, .available, ref: nil)); h.flush()  // routing takes it
+        XCTAssertEqual(h.board.router.agent(of: c), "ann")
+        h.sb(.claim(10, ann, c, ref: "again"))
+        XCTAssertEqual(H.errors(h.take(10)), [.conflict])
+        h.sb(.claim(10, ann, ConversationID(high: 1, low: 1), ref: "x"))
+        XCTAssertEqual(H.errors(h.take(10)), [.notFound])
+    }
+
+    func testMessageAckedOnlyWhenDurableAndDeliveredOnceToEverySession() throws {
+        let h = H()
+        h.connect(10, ann); h.available(10, ann)
+        h.connect(1, cust); h.connect(2, cust)  // two devices
+        let c = try XCTUnwrap(h.open(1, cust)); h.flush()
+        _ = h.take(1); _ = h.take(2); _ = h.take(10)
+        h.send(1, cust, c, "hello")
+        XCTAssertEqual(h.take(1), [], "nothing before the log says durable")
+        XCTAssertEqual(h.take(10), [])
+        h.flush()
+        let mine = h.take(1)
+        XCTAssertEqual(H.seqs(mine, c), [3])
+        XCTAssertEqual(H.acks(mine), [3])
+        XCTAssertEqual(H.seqs(h.take(2), c), [3])
+        XCTAssertEqual(H.seqs(h.take(10), c), [3])
+    }
+
+    func testClientMsgIdIsIdempotentInFlightAndAfterwards() throws {
+        let h = H()
+        h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust)); _ = h.take(1)
+        h.send(1, cust, c, "hi", id: "k1", ref: "a")
+        h.send(1, cust, c, "hi", id: "k1", ref: "b")
+        XCTAssertEqual(h.inFlight.count, 1)
+        h.flush()
+        let got = h.take(1)
+        XCTAssertEqual(H.acks(got), [2, 2])
+        XCTAssertEqual(H.seqs(got, c), [2], "one event")
+        h.send(1, cust, c, "hi", id: "k1", ref: "c")
+        XCTAssertEqual(h.inFlight.count, 0)
+        XCTAssertEqual(H.acks(h.take(1)), [2])
+        // Another user's identical id is a different message.
+        h.connect(10, ann); h.available(10, ann); h.flush(); _ = h.take(10)
+        h.send(10, ann, c, "hi", id: "k1"); h.flush()
+        XCTAssertEqual(H.acks(h.take(10)), [4])
+    }
+
+    func testRefusedAppendAnswersUnavailableAndKeepsSequenceGapless() throws {
+        let h = H()
+        h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust)); _ = h.take(1)
+        h.send(1, cust, c, "one"); h.send(1, cust, c, "two")
+        h.failNext = 1
+        h.flush()
+        XCTAssertEqual(H.errors(h.take(1)), [.unavailable, .unavailable], "the second could not land after a gap")
+        h.send(1, cust, c, "three"); h.flush()
+        let got = h.take(1)
+        XCTAssertEqual(H.acks(got), [2])
+        XCTAssertEqual(h.stored[c]!.map(\.seq), [1, 2])
+    }
+
+    func testValidation() throws {
+        let h = H()
+        h.connect(1, cust); h.connect(2, cust2)
+        let c = try XCTUnwrap(h.open(1, cust)); _ = h.take(1)
+        h.send(1, cust, c, "")
+        h.send(1, cust, c, String(repeating: "x", count: ChatLimits.maxTextBytes + 1))
+        h.book(c, .message(1, cust, c, ref: "m", clientMsgId: String(repeating: "k", count: 65), text: "x"))
+        XCTAssertEqual(H.errors(h.take(1)), [.invalidRequest, .tooLarge, .invalidRequest])
+        h.send(2, cust2, c, "not mine")
+        h.book(c, .history(2, cust2, c, ref: "h", before: nil, limit: nil))
+        XCTAssertEqual(H.errors(h.take(2)), [.forbidden, .forbidden])
+        h.book(c, .resolve(1, cust, c, ref: "r"))
+        h.book(c, .transferRequest(1, cust, c, ref: "t", to: nil))
+        h.book(c, .read(1, cust, c, seq: 99, ref: "rd"))
+        XCTAssertEqual(H.errors(h.take(1)), [.forbidden, .forbidden, .invalidRequest])
+        let unknown = ConversationID(high: 7, low: 7)
+        h.send(1, cust, unknown, "x")
+        XCTAssertEqual(H.errors(h.take(1)), [.notFound])
+        XCTAssertEqual(h.inFlight.count, 0)
+    }
+
+    func testOneOpenConversationPerCustomerAndOrderAttached() throws {
+        let h = H()
+        h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust, order: OrderSnapshot(id: "o1", json: [])))
+        XCTAssertEqual(h.open(1, cust, order: OrderSnapshot(id: "o1", json: [])), c)
+        XCTAssertEqual(h.open(1, cust, order: OrderSnapshot(id: "o2", json: [])), c)
+        XCTAssertEqual(H.kinds(h.take(1)), ["created", "order:o2"])
+        XCTAssertEqual(h.open(1, cust, order: nil), c, "order: null keeps the conversation as it is")
+        XCTAssertEqual(h.stored[c]!.count, 2)
+    }
+
+    func testResolveThenCSATThenANewConversation() throws {
+        let h = H()
+        h.connect(10, ann); h.available(10, ann); h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust)); h.flush(); _ = h.take(1); _ = h.take(10)
+        h.book(c, .csat(1, cust, c, ref: "early", score: 5, comment: nil))
+        XCTAssertEqual(H.errors(h.take(1)), [.conflict])
+        h.book(c, .resolve(10, ann, c, ref: "r")); h.flush()
+        XCTAssertEqual(H.kinds(h.take(1)), ["resolved"])
+        _ = h.take(10)
+        h.send(1, cust, c, "late")
+        XCTAssertEqual(H.errors(h.take(1)), [.conflict])
+        h.book(c, .csat(1, cust, c, ref: "s", score: 6, comment: nil))
+        h.book(c, .csat(1, cust, c, ref: "s", score: 4, comment: "ok")); h.flush()
+        h.book(c, .csat(1, cust, c, ref: "s", score: 4, comment: "again"))
+        let got = h.take(1)
+        XCTAssertEqual(H.errors(got), [.invalidRequest, .conflict])
+        XCTAssertEqual(H.kinds(got), ["csat:4"])
+        XCTAssertEqual(H.kinds(h.take(10)), ["csat:4"], "the agent who resolved sees the rating")
+        let next = try XCTUnwrap(h.open(1, cust))
+        XCTAssertNotEqual(next, c)
+    }
+
+    func testTransferToAnotherAgentAndBackToTheQueue() throws {
+        let h = H()
+        h.connect(10, ann); h.available(10, ann); h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust)); h.flush(); _ = h.take(10)
+        h.connect(11, bob); _ = h.take(11)
+        h.book(c, .transferRequest(10, ann, c, ref: "t", to: "bob"))
+        XCTAssertEqual(H.errors(h.take(10)), [.conflict], "bob is away")
+        h.available(11, bob); _ = h.take(11)
+        h.book(c, .transferRequest(10, ann, c, ref: "t", to: "bob")); h.flush()
+        XCTAssertEqual(H.kinds(h.take(10)), ["transferred:bob"])
+        XCTAssertEqual(H.seqs(h.take(11), c), [1, 2, 3], "bob gets it from the start")
+        h.send(1, cust, c, "still there?"); h.flush()
+        XCTAssertEqual(h.take(10), [], "ann no longer receives it")
+        XCTAssertEqual(H.seqs(h.take(11), c), [4])
+        // Back to the queue: bob is skipped for this one drain, ann (available) takes it.
+        h.book(c, .transferRequest(11, bob, c, ref: "q", to: nil)); h.flush()
+        XCTAssertEqual(h.board.router.agent(of: c), "ann")
+        XCTAssertEqual(H.kinds(h.take(10)).suffix(2), ["transferred:queue", "assigned:ann"])
+    }
+
+    func testResumeReplaysExactlyWhatIsMissingAfterTheWelcome() throws {
+        let h = H()
+        h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust))
+        for t in ["a", "b", "c"] { h.send(1, cust, c, t) }
+        h.flush()
+        h.sb(.sessionClosed(1))
+        let got = h.connect(2, cust, resume: [c: 2])
+        guard case .welcome(let views)? = got.first else { return XCTFail("welcome first: \(got)") }
+        XCTAssertEqual(views.map(\.lastSeq), [4])
+        XCTAssertEqual(H.seqs(got, c), [3, 4])
+        let far = h.connect(3, cust, resume: [c: 9, ConversationID(high: 3, low: 3): 0])
+        XCTAssertEqual(Set(far.compactMap { if case .resumeFailed(_, let r) = $0 { return r } else { return nil } }), ["beyond_end", "not_found"])
+        XCTAssertEqual(H.seqs(far, c), [])
+        let other = h.connect(4, cust2, resume: [c: 0])
+        XCTAssertTrue(other.contains(.resumeFailed(c, "forbidden")))
+        // A session without resume (or whose resume failed) goes on live from the end.
+        h.send(2, cust, c, "d"); h.flush()
+        XCTAssertEqual(H.seqs(h.take(2), c), [5])
+        XCTAssertEqual(H.seqs(h.take(3), c), [5])
+    }
+
+    func testTypingGoesToOthersAndExpires() throws {
+        let h = H()
+        h.connect(10, ann); h.available(10, ann); h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust)); h.flush(); _ = h.take(1); _ = h.take(10)
+        h.book(c, .typing(1, cust, c, active: true))
+        h.book(c, .typing(1, cust, c, active: true))  // renewal: no second frame
+        XCTAssertEqual(h.take(10), [.typing("c1", true)])
+        XCTAssertEqual(h.take(1), [])
+        h.tick(by: 4_000)
+        XCTAssertEqual(h.take(10), [])
+        h.tick(by: 1_500)
+        XCTAssertEqual(h.take(10), [.typing("c1", false)])
+        h.book(c, .typing(1, cust, c, active: true)); _ = h.take(10)
+        h.send(1, cust, c, "done"); h.flush()
+        XCTAssertEqual(h.take(10).first, .typing("c1", false), "a message clears typing")
+        h.book(c, .typing(1, cust, c, active: true)); _ = h.take(10)
+        h.sb(.sessionClosed(1))
+        XCTAssertEqual(h.take(10), [.typing("c1", false)], "disconnect clears typing")
+        XCTAssertEqual(h.inFlight.count, 0, "typing is never logged")
+    }
+
+    func testReadMarkersAreStoredSentToOthersAndInTheWelcome() throws {
+        let h = H()
+        h.connect(10, ann); h.available(10, ann); h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust)); h.flush(); _ = h.take(10)
+        h.book(c, .read(10, ann, c, seq: 2, ref: "r")); h.flush()
+        XCTAssertEqual(H.acks(h.take(10)), [nil])
+        XCTAssertEqual(h.take(1).filter { if case .read = $0 { return true } else { return false } }, [.read("ann", 2)])
+        XCTAssertEqual(h.reads.count, 1)
+        h.book(c, .read(10, ann, c, seq: 1, ref: "r")); h.flush()
+        XCTAssertEqual(h.reads.count, 1, "an older marker changes nothing")
+        h.sb(.sessionClosed(10))
+        guard case .welcome(let views)? = h.connect(12, ann).first else { return XCTFail() }
+        XCTAssertEqual(views.first?.readSeq, 2)
+    }
+
+    func testHistoryLimitAndBefore() throws {
+        let h = H()
+        h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust))
+        for i in 0..<10 { h.send(1, cust, c, "m\(i)") }
+        h.flush(); _ = h.take(1)
+        h.book(c, .history(1, cust, c, ref: "h", before: nil, limit: 3))
+        h.book(c, .history(1, cust, c, ref: "h", before: 5, limit: nil))
+        h.book(c, .history(1, cust, c, ref: "h", before: nil, limit: 100_000))
+        h.book(c, .history(1, cust, c, ref: "h", before: nil, limit: 0))
+        let got = h.take(1)
+        XCTAssertEqual(Array(got.prefix(3)), [.history([9, 10, 11]), .history([1, 2, 3, 4]), .history(Array(1...11))])
+        XCTAssertEqual(H.errors(got), [.invalidRequest])
+    }
+
+    func testPresenceWithGraceAndAgentGoneRequeues() throws {
+        let h = H(graceMs: 5_000)
+        h.connect(10, ann); h.available(10, ann); h.connect(11, bob)
+        h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust)); h.flush(); _ = h.take(1); _ = h.take(10)
+        // A quick reconnect does not flap.
+        h.sb(.sessionClosed(1)); h.tick(by: 2_000); h.connect(2, cust); h.tick(by: 10_000)
+        XCTAssertFalse(h.take(10).contains(.presence("c1", .offline)))
+        h.sb(.sessionClosed(2)); h.tick(by: 4_000)
+        XCTAssertEqual(h.take(10).filter { if case .presence = $0 { return true } else { return false } }, [])
+        h.tick(by: 1_500)
+        XCTAssertEqual(h.take(10), [.presence("c1", .offline)])
+        // The agent goes; after the grace the conversation goes back to the queue, then to bob.
+        h.connect(3, cust); _ = h.take(10)
+        h.sb(.sessionClosed(10)); h.tick(by: 5_500); h.flush()
+        var seen = h.take(3)
+        XCTAssertTrue(seen.contains(.presence("ann", .offline)))
+        XCTAssertEqual(h.board.router.queue, [c])
+        h.available(11, bob); h.flush()
+        XCTAssertEqual(h.board.router.agent(of: c), "bob")
+        seen += h.take(3)
+        XCTAssertEqual(H.kinds(seen).suffix(2), ["transferred:queue", "assigned:bob"])
+    }
+
+    func testRestoreRebuildsConversationsAndRouting() throws {
+        let h = H()
+        h.connect(10, ann); h.available(10, ann); h.connect(1, cust); h.connect(2, cust2)
+        let c1 = try XCTUnwrap(h.open(1, cust)); h.flush()
+        h.send(1, cust, c1, "hi"); h.flush()
+        let c2 = try XCTUnwrap(h.open(2, cust2)); h.flush()
+        h.book(c2, .resolve(10, ann, c2, ref: "r")); h.flush()
+        // A fresh harness fed the stored events, as the server does from the log on start.
+        let r = H()
+        for (c, events) in h.stored {
+            for e in events {
+                let kind = String(decoding: e.payload, as: UTF8.self).split(separator: "|")[2]
+                let ev: ChatEvent
+                switch kind {
+                case "created": ev = .created(customer: c == c1 ? cust : cust2, order: nil)
+                case "assigned:ann": ev = .assigned(agent: ann)
+                case "resolved": ev = .resolved(by: ann)
+                default: ev = .message(from: cust, text: "hi", clientMsgId: "hi")
+                }
+                r.books[Int(c.low % 2)].restore(SequencedEvent(conversation: c, seq: e.seq, ts: e.ts, event: ev))
+                r.stored[c, default: []].append(e)
+            }
+        }
+        r.board.restore(r.books.flatMap { $0.restored() }, now: r.now)
+        XCTAssertEqual(r.board.openConversation(of: "c1"), c1)
+        XCTAssertNil(r.board.openConversation(of: "c2"))
+        XCTAssertEqual(r.board.router.agent(of: c1), "ann")
+        XCTAssertEqual(r.books[Int(c1.low % 2)].view(c1, viewer: "c1")?.lastSeq, 3)
+        // The same message id is still a duplicate after the restart.
+        r.connect(1, cust)
+        r.send(1, cust, c1, "hi")
+        XCTAssertEqual(H.acks(r.take(1)), [3])
+        // ann does not come back: her conversation returns to the queue after the grace.
+        r.tick(by: 6_000); r.flush()
+        XCTAssertEqual(r.board.router.queue, [c1])
+    }
+}
