@@ -78,6 +78,7 @@ let package = Package(
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer"]),
         .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat", "ParleyLog"]),
+        .testTarget(name: "ParleyProtocolTests", dependencies: ["ParleyProtocol", "ParleyChat", "ParleyLog"]),
         .testTarget(name: "ParleyLogTests", dependencies: ["ParleyLog", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "ParleyLoadTests", dependencies: ["ParleyLoad", .product(name: "Histogram", package: "hdrhistogram-swift")]),
     ],

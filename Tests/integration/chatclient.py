@@ -1,6 +1,25 @@
 """An independent protocol-v1 client for the tests: Python `websockets` and PyJWT, nothing of ours."""
 import asyncio, json, time
+from pathlib import Path
 import jwt, websockets
+from jsonschema import Draft202012Validator
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "Protocol" / "schemas"
+_FILE = {"typing": "typing.event", "read": "read.event", "history": "history.reply", "csat": "csat.event"}
+_validators = {}
+# Every frame the server sends is checked against Protocol/schemas/server; failures collect here.
+SCHEMA_ERRORS = []
+
+
+def check_schema(side, m):
+    name = _FILE.get(m.get("type"), m.get("type")) if side == "server" else m.get("type")
+    if name not in _validators:
+        f = SCHEMAS / side / f"{name}.json"
+        _validators[name] = Draft202012Validator(json.loads(f.read_text())) if f.exists() else None
+    v = _validators[name]
+    if v is None:
+        return [f"no schema for {side} frame type {name!r}"]
+    return [f"{m}: {e.message}" for e in v.iter_errors(m)]
 
 SEQUENCED = {"conversation.created", "message", "order.attached", "conversation.assigned",
              "conversation.transferred", "conversation.resolved", "csat"}
@@ -44,6 +63,7 @@ class Client:
         try:
             async for raw in self.ws:
                 m = json.loads(raw)
+                SCHEMA_ERRORS.extend(check_schema("server", m))
                 if m.get("type") in SEQUENCED:
                     self.events.append(m)
                 self.inbox.append(m)

@@ -2,7 +2,7 @@
 import asyncio, json, random, signal, time, urllib.request
 import pytest
 from conftest import ServerProcess, jsonl
-from chatclient import Client, run, token
+from chatclient import Client, run, token, SCHEMA_ERRORS, check_schema
 
 ORDER = {"placedAt": "2026-11-20T09:00:00Z", "status": "shipped", "total": "24.90", "currency": "EUR",
          "items": [{"name": "Kettle", "quantity": 1, "price": "24.90"}]}
@@ -19,6 +19,13 @@ def rest(server, method, path, body=None, key="__server__"):
             return r.status, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"null")
+
+
+@pytest.fixture(autouse=True)
+def frames_match_the_schemas():
+    SCHEMA_ERRORS.clear()
+    yield
+    assert not SCHEMA_ERRORS, SCHEMA_ERRORS[:5]
 
 
 @pytest.fixture
@@ -473,3 +480,25 @@ def test_50_customers_5_agents_exactly_once_in_order(server):
         loads = sorted(len({e["conversation"] for e in a.events}) for a in agents)
         assert loads == [10] * 5, f"fewest-open routing spreads the load: {loads}"
     run(go())
+
+
+def test_the_request_vectors_agree_with_the_client_schemas():
+    """A vector the parser accepts is schema-valid unless its refusal comes from the server's state."""
+    for v in jsonl("chat/requests.jsonl"):
+        frame = v["frame"].replace("{conv}", "00000000-0000-4000-8000-000000000002").replace("{other}", "00000000-0000-4000-8000-000000000003").replace("{text16385}", "x")
+        try:
+            m = json.loads(frame)
+        except ValueError:
+            continue
+        if not isinstance(m, dict) or "error" in v["parse"] or m.get("type") not in ("message.send", "typing", "read", "history", "agent.status"):
+            continue
+        errors = check_schema("client", m)
+        if v["reply"]["code"] in ("invalid_request", "too_large") and v["name"] not in ("read past the end", "message.send text over 16 KiB"):
+            assert errors, v["name"]
+
+
+def test_the_event_vectors_match_the_server_schemas():
+    rows = jsonl("chat/events.jsonl")
+    assert len(rows) >= 10
+    for v in rows:
+        assert not check_schema("server", json.loads(v["json"])), v["name"]
