@@ -184,23 +184,21 @@ public enum ServerFrames {
     }
 
     public static func typing(_ c: ConversationID, user: Person, active: Bool) -> [UInt8] {
-        var w = JSONWriter(capacity: 160)
-        w.open()
-        w.field("type", "typing")
-        w.field("conversation", c)
-        w.person("user", user)
-        w.field("active", active)
-        w.close()
-        return w.bytes
+        userFrame("typing", c, user) { $0.field("active", active) }
     }
 
     public static func read(_ c: ConversationID, user: Person, seq: UInt64) -> [UInt8] {
+        userFrame("read", c, user) { $0.field("seq", seq) }
+    }
+
+    /// `{"type","conversation","user",…}`: what one participant did, for the others.
+    static func userFrame(_ type: String, _ c: ConversationID, _ user: Person, _ rest: (inout JSONWriter) -> Void) -> [UInt8] {
         var w = JSONWriter(capacity: 160)
         w.open()
-        w.field("type", "read")
+        w.field("type", type)
         w.field("conversation", c)
         w.person("user", user)
-        w.field("seq", seq)
+        rest(&w)
         w.close()
         return w.bytes
     }

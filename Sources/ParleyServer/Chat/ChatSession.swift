@@ -63,8 +63,9 @@ final class ChatSession: WebSocketDelegate {
                 state = .verifying
                 unknownResume = unknown
                 let loop = ws.connection.loop
-                tokens.verify(token) { [weak self] result in
-                    loop.queue.async { self?.verified(result, resume: resume) }
+                let weakSelf = WeakRef(self)
+                tokens.verify(token) { result in
+                    loop.queue.async { weakSelf.value?.verified(result, resume: resume) }
                 }
             case .failure(let e) where e.code == .unauthorized:
                 unauthorized(e.message)
@@ -140,7 +141,8 @@ final class ChatSession: WebSocketDelegate {
         case .open(let choice):
             guard user.role == .customer else { return reply(ServerFrames.error(ref: f.ref, .forbidden, "only customers open conversations")) }
             let service = self.service
-            orders.snapshot(userId: user.id, choice: choice) { [weak self] result in
+            let weakSelf = WeakRef(self)
+            orders.snapshot(userId: user.id, choice: choice) { result in
                 switch result {
                 case .success(let order):
                     if case .none = choice {
@@ -149,7 +151,7 @@ final class ChatSession: WebSocketDelegate {
                         service.toSwitchboard(.open(me, user, ref: f.ref, order: order, attachOrder: order != nil))
                     }
                 case .failure(let e):
-                    me.loop.queue.async { self?.reply(ServerFrames.error(ref: f.ref, e.code, e.message)) }
+                    me.loop.queue.async { weakSelf.value?.reply(ServerFrames.error(ref: f.ref, e.code, e.message)) }
                 }
             }
         case .send(let c, let id, let text):
@@ -222,6 +224,12 @@ final class ChatSession: WebSocketDelegate {
         let a = g.next() as UInt64, b = g.next() as UInt64
         return String(a, radix: 16).leftPadded(16) + String(b, radix: 16).leftPadded(16)
     }
+}
+
+/// A weak reference that may cross queues; dereferenced only on the owner's loop.
+struct WeakRef<T: AnyObject>: @unchecked Sendable {
+    weak var value: T?
+    init(_ v: T) { value = v }
 }
 
 extension String {
