@@ -117,7 +117,9 @@ public struct ConversationBook<S: Hashable> {
         var durable: State
         var lastSeq: UInt64 = 0
         var durableSeq: UInt64 = 0
+        /// Read markers including those in flight, and those the log has made durable.
         var reads: [String: UInt64] = [:]
+        var durableReads: [String: UInt64] = [:]
         var subs: [S: Sub] = [:]
         var typing: [String: (person: Person, until: Int64)] = [:]
         var pending: [Pending] = []
@@ -132,6 +134,9 @@ public struct ConversationBook<S: Hashable> {
     private var nextToken: UInt64 = 1
     private var sessionConversations: [S: Set<ConversationID>] = [:]
     private var failedResumes: [S: [(ConversationID, String)]] = [:]
+    /// Conversations where someone may be typing (cleaned lazily by `tick`), so a tick does not
+    /// walk every conversation.
+    private var typingIn: Set<ConversationID> = []
     private let store: ChatStore
     private let encode: (SequencedEvent) -> [UInt8]
     /// This partition's index (it answers `attach` with it).
@@ -160,9 +165,19 @@ public struct ConversationBook<S: Hashable> {
         conversations[e.conversation]!.durableSeq = e.seq
     }
 
+    /// Replays a durable message from the log: only its place matters to the state, so its
+    /// payload need not be decoded.
+    public mutating func restoreMessage(_ c: ConversationID, seq: UInt64) {
+        guard conversations[c] != nil else { return }
+        conversations[c]!.lastSeq = seq
+        conversations[c]!.durableSeq = seq
+    }
+
     public mutating func restoreRead(_ c: ConversationID, user: String, seq: UInt64) {
         guard conversations[c] != nil else { return }
-        conversations[c]!.reads[user] = max(conversations[c]!.reads[user] ?? 0, seq)
+        let r = max(conversations[c]!.durableReads[user] ?? 0, seq)
+        conversations[c]!.reads[user] = r
+        conversations[c]!.durableReads[user] = r
     }
 
     public func restored() -> [RestoredConversation] {
@@ -179,7 +194,7 @@ public struct ConversationBook<S: Hashable> {
         let d = c.durable
         let status: ConversationStatus = d.resolved ? .resolved : (d.agent != nil ? .assigned : .queued)
         return ConversationView(id: c.id, status: status, customer: d.customer, agent: d.agent, order: d.order,
-                                lastSeq: c.durableSeq, readSeq: c.reads[viewer] ?? 0)
+                                lastSeq: c.durableSeq, readSeq: c.durableReads[viewer] ?? 0)
     }
 
     // MARK: commands
@@ -266,9 +281,9 @@ public struct ConversationBook<S: Hashable> {
             }
             if attachOrder, let o = order, o != c.state.order {
                 append(id, .orderAttached(o), now: now, waiters: [.opened(s, ref, viewer: user.id)], then: .none, &out)
-            } else if c.durableSeq == 0 || !c.pending.isEmpty {
+            } else if let last = c.pending.indices.last {
                 // Answer once what is in flight (the creation, an order) is durable.
-                conversations[id]!.pending[conversations[id]!.pending.count - 1].waiters.append(.opened(s, ref, viewer: user.id))
+                conversations[id]!.pending[last].waiters.append(.opened(s, ref, viewer: user.id))
             } else {
                 out.append(.reply(s, .opened(ref: ref, view(of: c, viewer: user.id))))
             }
@@ -328,6 +343,7 @@ public struct ConversationBook<S: Hashable> {
             let was = c.typing[user.id] != nil
             if active {
                 conversations[id]!.typing[user.id] = (user, now + ChatLimits.typingTimeoutMs)
+                typingIn.insert(id)
                 if !was { out.append(.typing(id, user, active: true, to: others(of: user.id, in: c))) }
             } else if was {
                 conversations[id]!.typing[user.id] = nil
@@ -398,11 +414,13 @@ public struct ConversationBook<S: Hashable> {
             if ok { landed(id, p, &out) } else { failed(id, p, &out) }
 
         case .tick:
-            for (id, c) in conversations where !c.typing.isEmpty {
+            for id in typingIn {
+                guard let c = conversations[id] else { typingIn.remove(id); continue }
                 for (u, t) in c.typing where t.until <= now {
                     conversations[id]!.typing[u] = nil
                     out.append(.typing(id, t.person, active: false, to: others(of: u, in: c)))
                 }
+                if conversations[id]!.typing.isEmpty { typingIn.remove(id) }
             }
         }
         return out
@@ -430,6 +448,7 @@ public struct ConversationBook<S: Hashable> {
 
     private mutating func landed(_ id: ConversationID, _ p: Pending, _ out: inout [BookOutput<S>]) {
         if let (user, seq) = p.read {
+            conversations[id]!.durableReads[user.id] = max(conversations[id]!.durableReads[user.id] ?? 0, seq)
             out.append(.read(id, user, seq: seq, to: others(of: user.id, in: conversations[id]!)))
         }
         if let e = p.event {
@@ -487,7 +506,8 @@ public struct ConversationBook<S: Hashable> {
         var c = conversations[id]!
         if let (user, _) = p.read {
             // Back to the highest marker that is durable or still in flight.
-            c.reads[user.id] = c.pending.compactMap { $0.read?.0.id == user.id ? $0.read!.1 : nil }.max() ?? 0
+            let inFlight = c.pending.compactMap { $0.read?.0.id == user.id ? $0.read!.1 : nil }.max() ?? 0
+            c.reads[user.id] = max(c.durableReads[user.id] ?? 0, inFlight)
         }
         if p.event != nil {
             c.state = c.durable

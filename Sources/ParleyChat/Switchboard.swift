@@ -64,6 +64,8 @@ public struct Switchboard<S: Hashable> {
     public private(set) var presence: PresenceTracker
     private var sessions: [S: Session] = [:]
     private var byUser: [String: [S]] = [:]
+    /// Welcomed agent sessions: who gets `queue` frames (kept, not searched for, on every change).
+    private var agentSessions: Set<S> = []
     private var people: [String: Person] = [:]
     private var customerOpen: [String: ConversationID] = [:]
     private var open: [ConversationID: Open] = [:]
@@ -129,6 +131,7 @@ public struct Switchboard<S: Hashable> {
 
         case .sessionClosed(let s):
             guard let info = sessions.removeValue(forKey: s) else { break }
+            agentSessions.remove(s)
             byUser[info.user.id]?.removeAll { $0 == s }
             if byUser[info.user.id]?.isEmpty == true { byUser[info.user.id] = nil }
             presence.sessionClosed(info.user.id, nowMs: now)
@@ -233,7 +236,7 @@ public struct Switchboard<S: Hashable> {
                 }
             }
         }
-        if router.queue != queueBefore { out.append(.queue(queueEntries, to: agentSessions())) }
+        if router.queue != queueBefore, !agentSessions.isEmpty { out.append(.queue(queueEntries, to: Array(agentSessions))) }
         return out
     }
 
@@ -241,10 +244,6 @@ public struct Switchboard<S: Hashable> {
 
     private var queueEntries: [QueueEntry] {
         router.queue.compactMap { c in open[c].map { QueueEntry(conversation: c, customer: $0.customer, sinceMs: $0.sinceMs) } }
-    }
-
-    private func agentSessions() -> [S] {
-        sessions.compactMap { $0.value.welcomed && $0.value.user.role == .agent ? $0.key : nil }
     }
 
     private func welcomed(_ user: String) -> [S] {
@@ -276,7 +275,10 @@ public struct Switchboard<S: Hashable> {
         for c in ownConversations(info.user) where !info.attached.contains(c) {
             out.append(.partition(c, .subscribe(s, info.user, c, after: 0)))
         }
-        if info.user.role == .agent { out.append(.queue(queueEntries, to: [s])) }
+        if info.user.role == .agent {
+            agentSessions.insert(s)
+            out.append(.queue(queueEntries, to: [s]))
+        }
     }
 
     private mutating func assign(_ c: ConversationID, to agent: String, waiter: (S, String?)?, _ out: inout [SwitchboardOutput<S>]) {

@@ -364,14 +364,14 @@ public final class Log: @unchecked Sendable {
     }
 
     /// The durable record that carried this idempotency key in this conversation, if any.
-    public func lookup(conversation: ConversationID, key: [UInt8]) -> (sequence: UInt64, offset: UInt64)? {
+    public func lookup(conversation: ConversationID, key: [UInt8]) -> (sequence: UInt64, offset: UInt64, timestampMs: Int64)? {
         guard !key.isEmpty else { return nil }
         lock.lock()
         let candidate = keys.find(key.withUnsafeBytes { keys.fingerprint(conversation, $0) })
         lock.unlock()
         // A fingerprint match is confirmed against the record itself.
         guard let offset = candidate, let r = read(offset: offset), r.conversation == conversation, r.key == key else { return nil }
-        return (r.sequence, offset)
+        return (r.sequence, offset, r.timestampMs)
     }
 
     /// A conversation's records with `sequence > afterSeq`, in order, at most `limit`.
@@ -578,6 +578,16 @@ public final class Log: @unchecked Sendable {
             logger.notice("log torn tail truncated", metadata: ["log.file": "\(seg.path)", "log.position": "\(p)", "log.bytes": "\(fileSize - p)"])
         }
 
+        /// Nothing from `p` on can be used: a torn tail in the last segment (never acknowledged);
+        /// anywhere else corruption, refused unless repairing (then cut off and reported).
+        func cutTail(at p: Int64, _ reason: String) throws -> Bool {
+            if isLast { tornTail(at: p); return true }
+            guard config.repair else { throw LogError.corrupt(file: seg.path, position: p, reason: reason) }
+            report.dropped.append((seg.path, p, fileSize - p))
+            try rewrite(seg, keepingUpTo: p)
+            return true
+        }
+
         while pos < fileSize {
             if pos + 8 > chunkStart + Int64(chunkLen) || pos < chunkStart {
                 chunkStart = pos
@@ -593,31 +603,17 @@ public final class Log: @unchecked Sendable {
                     continue
                 }
                 // The last frame runs past the end of the file.
-                if isLast { tornTail(at: pos); return true }
-                guard config.repair else { throw LogError.corrupt(file: seg.path, position: pos, reason: "record runs past the end of a sealed segment") }
-                report.dropped.append((seg.path, pos, fileSize - pos))
-                try rewrite(seg, keepingUpTo: pos)
-                return true
+                return try cutTail(at: pos, "record runs past the end of a sealed segment")
             case .invalid(let why):
-                let next = nextValidFrame(seg, after: pos, fileSize: fileSize, previous: previous)
-                if next == nil, isLast { tornTail(at: pos); return true }
+                guard let next = nextValidFrame(seg, after: pos, fileSize: fileSize, previous: previous) else { return try cutTail(at: pos, why) }
                 guard config.repair else { throw LogError.corrupt(file: seg.path, position: pos, reason: why) }
-                if let next {
-                    report.dropped.append((seg.path, pos, next - pos))
-                    try rewrite(seg, dropping: pos..<next)
-                    return false
-                }
-                report.dropped.append((seg.path, pos, fileSize - pos))
-                try rewrite(seg, keepingUpTo: pos)
-                return true
+                report.dropped.append((seg.path, pos, next - pos))
+                try rewrite(seg, dropping: pos..<next)
+                return false
             case .header(let h) where pos + Int64(h.size) > fileSize && chunkStart + Int64(chunkLen) >= fileSize:
                 // The frame checks out but its padding is cut off: the write that carried it was not
                 // complete, so it was never acknowledged. Same as a truncated frame.
-                if isLast { tornTail(at: pos); return true }
-                guard config.repair else { throw LogError.corrupt(file: seg.path, position: pos, reason: "record runs past the end of a sealed segment") }
-                report.dropped.append((seg.path, pos, fileSize - pos))
-                try rewrite(seg, keepingUpTo: pos)
-                return true
+                return try cutTail(at: pos, "record runs past the end of a sealed segment")
             case .header(let h):
                 if let p = previous, h.offset <= p {
                     guard config.repair else {

@@ -92,7 +92,7 @@ public enum ServerFrames {
         guard p.count > k.count + 1 else { return nil }
         var i = 0
         while i + k.count < p.count {
-            if p[i] == k[0], Array(p[i..<(i + k.count)]) == k { return Array(p[(i + k.count)..<(p.count - 1)]) }
+            if p[i] == k[0], p[i..<(i + k.count)].elementsEqual(k) { return Array(p[(i + k.count)..<(p.count - 1)]) }
             i += 1
         }
         return nil

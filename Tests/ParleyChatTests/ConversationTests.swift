@@ -254,6 +254,24 @@ final class ConversationTests: XCTestCase {
         XCTAssertEqual(views.first?.readSeq, 2)
     }
 
+    func testARefusedReadMarkerKeepsTheDurableOne() throws {
+        let h = H()
+        h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust))
+        for t in ["a", "b", "c"] { h.send(1, cust, c, t) }
+        h.flush(); _ = h.take(1)
+        h.book(c, .read(1, cust, c, seq: 2, ref: "r1")); h.flush()
+        h.book(c, .read(1, cust, c, seq: 4, ref: "r2"))
+        XCTAssertEqual(h.books[Int(c.low % 2)].view(c, viewer: "c1")?.readSeq, 2, "views show durable markers only")
+        h.failNext = 1
+        h.flush()
+        XCTAssertEqual(H.errors(h.take(1)), [.unavailable])
+        XCTAssertEqual(h.books[Int(c.low % 2)].view(c, viewer: "c1")?.readSeq, 2, "the durable marker stays")
+        h.book(c, .read(1, cust, c, seq: 3, ref: "r3")); h.flush()
+        XCTAssertEqual(H.acks(h.take(1)), [nil], "3 is above the durable 2, so it is stored")
+        XCTAssertEqual(h.reads.map(\.2), [2, 3])
+    }
+
     func testHistoryLimitAndBefore() throws {
         let h = H()
         h.connect(1, cust)

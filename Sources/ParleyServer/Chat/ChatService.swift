@@ -30,19 +30,7 @@ final class SessionRef: Hashable, @unchecked Sendable {
         loop.queue.async { [weak self] in self?.ws?.send(frame: frame) }
     }
 
-    func send(_ payload: [UInt8]) { send(TextFrame.make(payload)) }
-}
-
-enum TextFrame {
-    /// A whole unmasked text frame around `payload`.
-    static func make(_ payload: [UInt8]) -> ByteChunk {
-        var header: (UInt64, UInt64) = (0, 0)
-        let n = withUnsafeMutableBytes(of: &header) { FrameEncoder.writeHeader(into: $0.baseAddress!, opcode: .text, length: payload.count) }
-        return ByteChunk(count: n + payload.count) { dst in
-            withUnsafeBytes(of: &header) { dst.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
-            payload.withUnsafeBytes { if $0.count > 0 { (dst.baseAddress! + n).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
-        }
-    }
+    func send(_ payload: [UInt8]) { send(FrameEncoder.shared(.text, payload)) }
 }
 
 /// Reads a conversation's durable events back from the log for replays, history and de-duplication.
@@ -54,8 +42,7 @@ struct LogChatStore: ChatStore {
     }
 
     func duplicate(_ c: ConversationID, key: [UInt8]) -> (seq: UInt64, ts: Int64)? {
-        guard let hit = log.lookup(conversation: c, key: key), let r = log.read(offset: hit.offset) else { return nil }
-        return (hit.sequence, r.timestampMs)
+        log.lookup(conversation: c, key: key).map { ($0.sequence, $0.timestampMs) }
     }
 }
 
@@ -118,6 +105,9 @@ final class ChatService: @unchecked Sendable {
                 let p = partitions[ChatService.partition(of: r.conversation, count: n)]
                 if r.type == .readMarker {
                     if let (user, seq) = ReadMarkerCodec.decode(r.payload) { p.book.restoreRead(r.conversation, user: user, seq: seq); reads += 1 }
+                } else if r.type == .message {
+                    p.book.restoreMessage(r.conversation, seq: r.sequence)
+                    events += 1
                 } else if r.sequence > 0, let e = ServerFrames.decodeEvent(r.payload) {
                     p.book.restore(e)
                     events += 1
@@ -176,7 +166,7 @@ final class ChatService: @unchecked Sendable {
             case .partitionIndex(let p, let i): submit(i, to: partitions[p])
             case .allPartitions(let i): for p in partitions { submit(i, to: p) }
             case .welcome(let s, let views):
-                let frame = TextFrame.make(ServerFrames.welcome(session: s.id, epoch: epoch, user: s.user, conversations: views))
+                let frame = FrameEncoder.shared(.text, ServerFrames.welcome(session: s.id, epoch: epoch, user: s.user, conversations: views))
                 s.loop.queue.async { [weak s] in
                     s?.ws?.send(frame: frame)
                     s?.chat?.welcomed()
@@ -184,11 +174,11 @@ final class ChatService: @unchecked Sendable {
             case .reply(let s, let r): s.send(ServerFrames.reply(r))
             case .presence(let user, let status, let to):
                 guard !to.isEmpty else { break }
-                let f = TextFrame.make(ServerFrames.presence(user, status))
+                let f = FrameEncoder.shared(.text, ServerFrames.presence(user, status))
                 for s in to { s.send(f) }
             case .queue(let entries, let to):
                 guard !to.isEmpty else { break }
-                let f = TextFrame.make(ServerFrames.queue(entries))
+                let f = FrameEncoder.shared(.text, ServerFrames.queue(entries))
                 for s in to { s.send(f) }
             }
         }
@@ -211,28 +201,28 @@ final class ChatService: @unchecked Sendable {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let type = record.type
                 log.append([record]) { [self] result in
-                    if case .success = result {
+                    switch result {
+                    case .success:
                         metrics.ackLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - t0))
                         metrics.chatEvent(type).increment()
-                    } else if case .failure(let e) = result {
+                        p.queue.async { [self] in run(.completed(token: token, ok: true), on: p) }
+                    case .failure(let e):
                         logger.warning("chat append failed", metadata: ["error": "\(e)"])
+                        p.queue.async { [self] in run(.completed(token: token, ok: false), on: p) }
                     }
-                    let ok: Bool
-                    if case .success = result { ok = true } else { ok = false }
-                    p.queue.async { [self] in run(.completed(token: token, ok: ok), on: p) }
                 }
             case .reply(let s, let r): s.send(ServerFrames.reply(r))
             case .history(let s, let ref, let c, let events): s.send(ServerFrames.history(ref: ref, conversation: c, events: events))
             case .deliver(let payload, let to):
-                let f = TextFrame.make(payload)
+                let f = FrameEncoder.shared(.text, payload)
                 for s in to { s.send(f) }
             case .typing(let c, let user, let active, let to):
                 guard !to.isEmpty else { break }
-                let f = TextFrame.make(ServerFrames.typing(c, user: user, active: active))
+                let f = FrameEncoder.shared(.text, ServerFrames.typing(c, user: user, active: active))
                 for s in to { s.send(f) }
             case .read(let c, let user, let seq, let to):
                 guard !to.isEmpty else { break }
-                let f = TextFrame.make(ServerFrames.read(c, user: user, seq: seq))
+                let f = FrameEncoder.shared(.text, ServerFrames.read(c, user: user, seq: seq))
                 for s in to { s.send(f) }
             case .resumeFailed(let s, let c, let reason): s.send(ServerFrames.resumeFailed(c.description, reason: reason))
             case .switchboard(let i): toSwitchboard(i)

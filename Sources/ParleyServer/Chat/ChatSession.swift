@@ -202,8 +202,7 @@ final class ChatSession: WebSocketDelegate {
     }
 
     private func reply(_ payload: [UInt8]) {
-        var p = payload
-        p.withUnsafeMutableBytes { ws?.sendText(UnsafeRawBufferPointer($0)) }
+        payload.withUnsafeBytes { ws?.sendText($0) }
     }
 
     private func unauthorized(_ why: String) {
