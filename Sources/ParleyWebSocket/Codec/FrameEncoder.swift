@@ -1,5 +1,3 @@
-import ParleyTransport
-
 /// Server-to-client frame headers (never masked). A header depends only on opcode, FIN, RSV1 and
 /// length, so a frame built once can be shared by every recipient.
 public enum FrameEncoder {
@@ -34,16 +32,6 @@ public enum FrameEncoder {
         out.removeSubrange(n..<maxHeaderBytes)
         out.replaceSubrange(n..<(n + payload.count), with: payload)
         return out
-    }
-
-    /// A whole frame in one reference-counted chunk, built once and queued for many recipients.
-    public static func shared(_ opcode: Opcode, _ payload: [UInt8]) -> ByteChunk {
-        var header: (UInt64, UInt64) = (0, 0)
-        let n = withUnsafeMutableBytes(of: &header) { writeHeader(into: $0.baseAddress!, opcode: opcode, length: payload.count) }
-        return ByteChunk(count: n + payload.count) { dst in
-            withUnsafeBytes(of: &header) { dst.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
-            payload.withUnsafeBytes { if $0.count > 0 { (dst.baseAddress! + n).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
-        }
     }
 
     public static func frame(_ opcode: Opcode, _ payload: [UInt8], fin: Bool = true) -> [UInt8] {

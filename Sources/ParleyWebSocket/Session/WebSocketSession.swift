@@ -176,3 +176,16 @@ enum FrameReaderFailure {
         }
     }
 }
+
+// Kept out of Codec/: the codec depends on the standard library only (it is fuzzed on its own).
+extension FrameEncoder {
+    /// A whole frame in one reference-counted chunk, built once and queued for many recipients.
+    public static func shared(_ opcode: Opcode, _ payload: [UInt8]) -> ByteChunk {
+        var header: (UInt64, UInt64) = (0, 0)
+        let n = withUnsafeMutableBytes(of: &header) { writeHeader(into: $0.baseAddress!, opcode: opcode, length: payload.count) }
+        return ByteChunk(count: n + payload.count) { dst in
+            withUnsafeBytes(of: &header) { dst.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
+            payload.withUnsafeBytes { if $0.count > 0 { (dst.baseAddress! + n).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        }
+    }
+}
