@@ -28,10 +28,11 @@ final class ConnectScenario: WebSocketClientDelegate {
     }
 
     /// Issues `count` connects, at most `window` unanswered at once, paced to `rate` per second (0 = unpaced).
-    func open(count: Int, rate: Double, window: Int, sources: [String], deadline: Date) {
+    func open(count: Int, rate: Double, window: Int, sources: [String], deadline: Date, tick: () -> Void = {}) {
         let start = Date()
         var issued = 0
-        while issued < count, Date() < deadline {
+        while issued < count, Date() < deadline, !Interrupt.requested {
+            tick()
             let (o, f, _) = totals()
             let outstanding = issued - o - f
             var allowed = min(count - issued, max(0, window - outstanding))
@@ -54,7 +55,8 @@ final class ConnectScenario: WebSocketClientDelegate {
             }
             issued += allowed
         }
-        while Date() < deadline {
+        while Date() < deadline, !Interrupt.requested {
+            tick()
             let (o, f, _) = totals()
             if o + f >= issued { break }
             usleep(5_000)

@@ -1,3 +1,4 @@
+import Histogram
 import Dispatch
 import Foundation
 import ParleyClient
@@ -77,6 +78,21 @@ final class EchoScenario: WebSocketClientDelegate {
         return total
     }
 
+    /// Totals since the start and the latencies since the previous call (progress display).
+    func sample() -> (total: UInt64, errors: UInt64, interval: Histogram<UInt64>) {
+        var total: UInt64 = 0, errors: UInt64 = 0
+        var h = latencyHistogram()
+        for l in group.loops {
+            l.queue.sync {
+                total += stats[l.index].total
+                errors += stats[l.index].errors
+                h.add(stats[l.index].interval)
+                stats[l.index].interval.reset()
+            }
+        }
+        return (total, errors, h)
+    }
+
     func closeAll() {
         for l in group.loops { l.queue.sync { for c in clients[l.index] { c.close() } } }
     }
@@ -103,14 +119,19 @@ final class EchoScenario: WebSocketClientDelegate {
     func client(_ client: WebSocketClient, text: UnsafeRawBufferPointer) {
         let now = monotonicNs()
         let idx = client.connection.loop.index
-        if measuring[idx], text.count >= 16 {
+        if text.count >= 16 {
             var sent: UInt64 = 0
             for i in 0..<16 {
                 let c = text[i]
                 sent = sent << 4 | UInt64(c <= 57 ? c &- 48 : c &- 87)
             }
-            stats[idx].histogram.record(now &- sent)
-            stats[idx].messages += 1
+            let s = stats[idx]
+            s.total += 1
+            s.interval.recordClamped(now &- sent)
+            if measuring[idx] {
+                s.histogram.recordClamped(now &- sent)
+                s.messages += 1
+            }
         }
         sendOne(client)
     }

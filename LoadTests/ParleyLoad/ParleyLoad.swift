@@ -8,7 +8,7 @@ struct ParleyLoad: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley-load",
         abstract: "Load generator for Parley: honest latency percentiles and throughput.",
-        subcommands: [Echo.self, Connect.self]
+        subcommands: [Echo.self, Connect.self, Chat.self, Reconnect.self]
     )
 }
 
@@ -25,6 +25,8 @@ struct CommonOptions: ParsableArguments {
     var serverPid: Int32?
     @Option(help: "Write every figure as JSON to this file.")
     var json: String?
+    @Option(help: "Write a self-contained HTML report (tables, latency and over-time charts) to this file.")
+    var html: String?
     @Option(help: "Comma-separated local addresses to connect from (e.g. 127.0.0.2,127.0.0.3) for many connections.")
     var sourceAddresses: String?
     @Flag(help: "Allow a target that is not on this machine.")
@@ -71,13 +73,20 @@ struct Echo: ParsableCommand {
             throw ExitCode(1)
         }
         if opened < connections { print("warning: \(opened) of \(connections) connections opened, \(failed) failed") }
-        Thread.sleep(forTimeInterval: common.warmup)
+        Interrupt.install()
+        let progress = Progress()
+        let sample = { () -> Sample in
+            let s = scenario.sample()
+            return Sample(sent: s.total, delivered: s.total, connections: opened, errors: s.errors, violations: 0, interval: s.interval)
+        }
+        progress.run(phase: "warm-up", seconds: common.warmup, sample: sample)
         scenario.setMeasuring(true)
         let toolCPU0 = processCPUSeconds(getpid()) ?? 0
         let serverCPU0 = common.serverPid.flatMap(processCPUSeconds)
         let t0 = Date()
-        Thread.sleep(forTimeInterval: common.duration)
+        let completed = progress.run(phase: "measure", seconds: common.duration, sample: sample)
         scenario.setMeasuring(false)
+        progress.finish()
         let elapsed = Date().timeIntervalSince(t0)
         let toolCPU = ((processCPUSeconds(getpid()) ?? 0) - toolCPU0) / elapsed * 100
         let serverCPU = serverCPU0.flatMap { c0 in common.serverPid.flatMap(processCPUSeconds).map { ($0 - c0) / elapsed * 100 } }
@@ -88,8 +97,20 @@ struct Echo: ParsableCommand {
             scenario: "echo", url: target.description, connections: opened, inflight: inflight, messageBytes: size,
             durationSeconds: elapsed, messages: stats.messages, messagesPerSecond: Double(stats.messages) / elapsed,
             errors: stats.errors, latencyMicros: Summary.latency(stats.histogram), toolCPUPercent: toolCPU,
-            serverCPUPercent: serverCPU, serverRSSBytes: serverRSS)
+            serverCPUPercent: serverCPU, serverRSSBytes: serverRSS, interrupted: !completed, timeline: progress.timeline)
         summary.printText()
+        if let h = common.html {
+            let facts: [(String, String)] = [
+                ("scenario", "echo"), ("target", target.description), ("connections × in flight", "\(opened) × \(inflight)"),
+                ("message", "\(size) bytes"), ("measured", String(format: "%.1f s, %llu messages (%.0f msg/s)", elapsed, stats.messages, summary.messagesPerSecond)),
+                ("errors", "\(stats.errors)"),
+                ("cpu", String(format: "tool %.0f%%", toolCPU) + (serverCPU.map { String(format: ", server %.0f%%", $0) } ?? "")),
+            ]
+            let lat = LatencySummary(stats.histogram).map { [("round trip", $0)] } ?? []
+            try HTMLReport.render(title: "parley-load echo", facts: facts, latencies: lat, timeline: progress.timeline,
+                                  notes: ["Closed loop: each connection keeps its messages in flight; latency is the measured round trip."])
+                .write(toFile: h, atomically: true, encoding: .utf8)
+        }
         if let j = common.json { try summary.writeJSON(j) }
     }
 }
@@ -115,35 +136,56 @@ struct Connect: ParsableCommand {
         if connections + 64 > fdLimit { print("warning: fd limit \(fdLimit) is below --connections; raise it (ulimit -n)") }
         let target = common.target
         let scenario = ConnectScenario(url: target, loops: common.loops)
+        Interrupt.install()
+        let progress = Progress()
+        let sample = { () -> Sample in
+            let (o, f, _) = scenario.totals()
+            return Sample(sent: UInt64(o + f), delivered: UInt64(o), connections: o, errors: UInt64(f), violations: 0, interval: nil)
+        }
         let rss0 = common.serverPid.flatMap(processRSSBytes)
         let t0 = Date()
-        scenario.open(count: connections, rate: rate, window: window, sources: common.sources, deadline: t0.addingTimeInterval(common.duration + 60))
+        scenario.open(count: connections, rate: rate, window: window, sources: common.sources, deadline: t0.addingTimeInterval(common.duration + 60)) {
+            progress.tick(phase: "connect", sample())
+        }
         let connectSeconds = Date().timeIntervalSince(t0)
         let (opened, failed, err) = scenario.totals()
-        Thread.sleep(forTimeInterval: max(1, common.warmup))  // let the server settle before reading its RSS
+        progress.run(phase: "settle", seconds: max(1, common.warmup), sample: sample)  // let the server settle before reading its RSS
         let rss1 = common.serverPid.flatMap(processRSSBytes)
         let toolRSS = processRSSBytes(getpid())
-        Thread.sleep(forTimeInterval: common.duration)
+        let completed = progress.run(phase: "hold", seconds: common.duration, sample: sample)
+        progress.finish()
         let (stillOpen, _, _) = scenario.totals()
         scenario.closeAll()
         var report: [String: Double] = [
             "connectionsRequested": Double(connections), "opened": Double(opened), "failed": Double(failed),
             "connectSeconds": connectSeconds, "connectsPerSecond": Double(opened) / connectSeconds,
             "toolRSSBytes": Double(toolRSS ?? 0), "heldSeconds": common.duration, "openAtEnd": Double(stillOpen),
+            "interrupted": completed ? 0 : 1,
         ]
-        print("connect  \(target)  requested=\(connections) opened=\(opened) failed=\(failed)")
-        print(String(format: "  connect rate: %.0f/s over %.2fs", Double(opened) / connectSeconds, connectSeconds))
+        print("connect  \(target)  requested=\(connections) opened=\(opened) failed=\(failed)\(completed ? "" : "  (interrupted)")")
+        print(String(format: "  connect rate: %.0f/s over %.2fs; open at the end of the hold: %d", Double(opened) / connectSeconds, connectSeconds, stillOpen))
+        var facts: [(String, String)] = [
+            ("scenario", "connect"), ("target", target.description), ("requested / opened / failed", "\(connections) / \(opened) / \(failed)"),
+            ("connect rate", String(format: "%.0f/s over %.2f s", Double(opened) / connectSeconds, connectSeconds)),
+            ("held", String(format: "%.0f s, %d open at the end", common.duration, stillOpen)),
+        ]
         if let a = rss0, let b = rss1, opened > 0 {
             let per = (Double(b) - Double(a)) / Double(opened)
             report["serverRSSBeforeBytes"] = Double(a)
             report["serverRSSAfterBytes"] = Double(b)
             report["serverRSSPerConnectionBytes"] = per
-            print(String(format: "  server rss: %.1f MiB -> %.1f MiB  = %.0f bytes per connection (kernel buffers not included)", Double(a) / 1048576, Double(b) / 1048576, per))
+            let line = String(format: "%.1f MiB -> %.1f MiB = %.0f bytes per connection (kernel buffers not included)", Double(a) / 1048576, Double(b) / 1048576, per)
+            print("  server rss: " + line)
+            facts.append(("server RSS", line))
         }
-        if let e = err { print("  first error: \(e)") }
+        if let e = err { print("  first error: \(e)"); facts.append(("first error", e)) }
         if let j = common.json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
             try data.write(to: URL(fileURLWithPath: j))
+        }
+        if let h = common.html {
+            try HTMLReport.render(title: "parley-load connect", facts: facts, latencies: [], timeline: progress.timeline, notes: [])
+                .write(toFile: h, atomically: true, encoding: .utf8)
         }
         if opened == 0 { throw ExitCode(1) }
     }

@@ -1,10 +1,24 @@
 import Histogram
 import Foundation
 
-/// Latency and counts gathered on one client loop (loop-confined: no locks on the hot path).
+/// Latencies in nanoseconds, 1 µs to 120 s, 3 significant digits (values outside are clamped).
+func latencyHistogram() -> Histogram<UInt64> {
+    Histogram<UInt64>(lowestDiscernibleValue: 1_000, highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
+}
+
+extension Histogram where Count == UInt64 {
+    @inline(__always) mutating func recordClamped(_ ns: UInt64) {
+        _ = record(Swift.min(Swift.max(ns, 1_000), 120_000_000_000))
+    }
+}
+
+/// Latency and counts gathered on one echo loop (loop-confined: no locks on the hot path).
 final class LoopStats {
-    var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var histogram = latencyHistogram()
+    /// Every echo since the progress display last took it.
+    var interval = latencyHistogram()
     var messages: UInt64 = 0
+    var total: UInt64 = 0
     var errors: UInt64 = 0
     var opened = 0
     var closed = 0
@@ -30,6 +44,8 @@ struct Summary: Codable {
     var toolCPUPercent: Double
     var serverCPUPercent: Double?
     var serverRSSBytes: UInt64?
+    var interrupted = false
+    var timeline: [TimelinePoint] = []
 
     static func latency(_ h: Histogram<UInt64>) -> [String: Double] {
         guard h.totalCount > 0 else { return [:] }

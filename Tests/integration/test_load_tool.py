@@ -1,5 +1,6 @@
-"""The load tool against the real server: a short echo run must move messages with no errors."""
-import json, os, subprocess
+"""The load tool against the real server: short echo, chat and reconnect runs, verified end to end."""
+import json, os, signal, subprocess, time
+from pathlib import Path
 from conftest import ROOT, ServerProcess
 
 LOAD = os.environ.get("PARLEY_LOAD_BIN", str(ROOT / ".build" / "debug" / "parley-load"))
@@ -31,3 +32,89 @@ def test_validates_arguments():
     assert r.returncode != 0
     r = subprocess.run([LOAD, "echo", "--url", "ws://127.0.0.1:1/v1/echo", "--inflight", "0"], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
+
+
+def run_load(*args, timeout=120):
+    return subprocess.run([LOAD, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_chat_smoke_run_verifies_every_delivery(fresh_server, tmp_path):
+    srv = fresh_server()
+    out, page = tmp_path / "chat.json", tmp_path / "chat.html"
+    r = run_load("chat", "--url", f"{srv.url}/v1/ws", "--secrets", str(Path(srv.data_dir) / "secrets.json"), "--orders",
+                 "--customers", "30", "--agents", "3", "--rate", "4", "--warmup", "0.5", "--duration", "2",
+                 "--server-pid", str(srv.proc.pid), "--json", str(out), "--html", str(page))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "verdict: PASS" in r.stdout
+    s = json.loads(out.read_text())
+    assert s["customers"] == 30 and s["agents"] == 3
+    assert s["connected"] == 33 and s["assigned"] == 30
+    assert s["sent"] > 100 and abs(s["acked"] - s["sent"]) <= 10  # the window cuts a few in flight; none stays unacked (lost.unacknowledgedAtEnd)
+    # Every customer message reached its agent, and each one was answered.
+    assert s["deliveredCustomerToAgent"] > 100 and s["deliveredAgentToCustomer"] > 100
+    assert all(v == 0 for v in s["violations"].values()), s["violations"]
+    assert all(v == 0 for v in s["lost"].values()), s["lost"]
+    assert all(v == 0 for v in s["errors"].values()), s["errors"]
+    for k in ("ack", "customerToAgent", "agentToCustomer"):
+        assert 0 < s["latencyMs"][k]["p50"] <= s["latencyMs"][k]["p99"] <= s["latencyMs"][k]["max"]
+    assert s["serverCPUPercent"] is not None
+    assert s["resolved"] == 30, "agents resolve what they were given at the end"
+    html = page.read_text()
+    assert html.count("<svg") >= 2 and "customer → agent" in html and "<script" not in html
+    assert s["orders"] is True and s["violations"]["orderMismatches"] == 0, "every conversation opened on the tool's order"
+
+
+def test_reconnect_storm_resumes_without_loss(fresh_server, tmp_path):
+    srv = fresh_server()
+    out = tmp_path / "reconnect.json"
+    r = run_load("reconnect", "--url", f"{srv.url}/v1/ws", "--jwt-secret", srv.secrets["jwtSecret"],
+                 "--customers", "30", "--agents", "3", "--total-rate", "150", "--warmup", "0.3", "--duration", "3",
+                 "--drops", "15", "--down-ms", "200", "--drop-agents", "--json", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads(out.read_text())
+    assert s["reconnects"] >= 20 and s["resumed"] >= s["reconnects"] - 3
+    assert all(v == 0 for v in s["violations"].values()), s["violations"]
+    assert all(v == 0 for v in s["lost"].values()), s["lost"]
+    assert s["latencyMs"]["resume"]["count"] > 0
+
+
+def test_chat_tokens_through_the_rest_api(fresh_server, tmp_path):
+    srv = fresh_server()
+    r = run_load("chat", "--url", f"{srv.url}/v1/ws", "--api-key", srv.secrets["apiKey"],
+                 "--customers", "5", "--agents", "1", "--rate", "2", "--warmup", "0", "--duration", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "verdict: PASS" in r.stdout
+
+
+def test_chat_fails_loudly_when_the_server_goes_away(fresh_server, tmp_path):
+    """A server killed mid-run: the tool counts the lost connections and exits 2 (FAIL), with a summary."""
+    srv = fresh_server()
+    out = tmp_path / "dead.json"
+    p = subprocess.Popen([LOAD, "chat", "--url", f"{srv.url}/v1/ws", "--jwt-secret", srv.secrets["jwtSecret"],
+                          "--customers", "10", "--agents", "2", "--rate", "5", "--warmup", "0", "--duration", "4",
+                          "--drain", "1", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    srv.stop(signal.SIGKILL)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 2, stdout + stderr
+    assert "verdict: FAIL" in stdout
+    s = json.loads(out.read_text())
+    assert s["errors"]["unexpectedCloses"] >= 12
+
+
+def test_chat_needs_credentials():
+    r = run_load("chat", "--url", "ws://127.0.0.1:1/v1/ws", "--rate", "1", timeout=30)
+    assert r.returncode != 0
+    assert "--jwt-secret" in r.stdout + r.stderr
+
+
+def test_ctrl_c_prints_the_summary_so_far(echo_server, tmp_path):
+    out = tmp_path / "int.json"
+    p = subprocess.Popen([LOAD, "echo", "--url", f"{echo_server.url}/v1/echo", "--connections", "5", "--warmup", "0",
+                          "--duration", "60", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=30)
+    assert p.returncode == 0, stdout + stderr
+    s = json.loads(out.read_text())
+    assert s["interrupted"] is True and s["messages"] > 0 and s["durationSeconds"] < 30
