@@ -281,7 +281,7 @@ struct ChatRun {
         progress.run(phase: "resolve", seconds: 10, interval: 0.2, sample: sample) { s.snapshot().resolved >= toResolve }
         let final = s.snapshot()
         s.closeAll()
-        Thread.sleep(forTimeInterval: 0.3)
+        progress.run(phase: "close", seconds: 3, interval: 0.1, sample: sample) { s.snapshot().live == 0 }
         s.shutdown()
         progress.finish()
 

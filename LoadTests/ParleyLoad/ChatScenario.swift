@@ -107,7 +107,8 @@ final class ChatUser: WebSocketClientDelegate {
     let id: String
     let token: String
     unowned let loop: Loop
-    unowned let scenario: ChatScenario
+    /// Strong on purpose: callbacks still in flight on the loops when the run ends must find it.
+    let scenario: ChatScenario
     let stats: ChatLoopStats
     let slot: Int32
 
@@ -180,6 +181,12 @@ final class ChatUser: WebSocketClientDelegate {
 
     func close() {
         if let c = client { c.close() }
+    }
+
+    /// The run is over: no more callbacks into this user.
+    func detach() {
+        client?.delegate = nil
+        pacer = nil
     }
 
     func clientOpened(_ client: WebSocketClient) {
@@ -578,7 +585,12 @@ final class ChatScenario {
         }
     }
 
-    func shutdown() { onLoops { i, _ in schedulers[i].cancel() } }
+    func shutdown() {
+        onLoops { i, _ in
+            schedulers[i].cancel()
+            for u in schedulers[i].users { u.detach() }
+        }
+    }
 
     /// Acknowledged messages that the other side has not received (the run's "lost"), from what
     /// every user saw. Delivery is checked gapless per user and conversation as it happens, so a

@@ -53,7 +53,9 @@ final class ChatService: @unchecked Sendable {
         let queue: DispatchQueue
         var book: ConversationBook<SessionRef>
         init(index: Int, store: ChatStore) {
-            queue = DispatchQueue(label: "parley.chat.partition.\(index)")
+            // Like the loops: a serial queue on the shared (non-overcommit) pool, so the worker
+            // threads stay at the core count instead of one thread per queue.
+            queue = DispatchQueue(label: "parley.chat.partition.\(index)", target: .global(qos: .userInteractive))
             book = ConversationBook(partition: index, store: store, encode: ServerFrames.event)
         }
     }
@@ -61,7 +63,7 @@ final class ChatService: @unchecked Sendable {
     let log: Log
     let epoch: String
     let partitions: [Partition]
-    private let switchboardQueue = DispatchQueue(label: "parley.chat.switchboard")
+    private let switchboardQueue = DispatchQueue(label: "parley.chat.switchboard", target: .global(qos: .userInteractive))
     private var switchboard: Switchboard<SessionRef>
     private let metrics: ServerMetrics
     private let logger: Logger
