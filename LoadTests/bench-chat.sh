@@ -17,7 +17,7 @@ run() {  # name, then parley-load arguments after the URL
   local name=$1; shift
   local data; data=$(mktemp -d /var/tmp/parley-bench-XXXXXX)
   port=$((port + 1))
-  taskset -c 0 $R/parley serve --port $port --loops 1 --fsync always --data-dir "$data" --log-level warning 2>/dev/null &
+  taskset -c 0 $R/parley serve --port $port --loops 1 --fsync always --data-dir "$data" --log-level warning >/dev/null 2>&1 &
   local spid=$!
   for _ in $(seq 100); do [ -s "$data/secrets.json" ] && (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
   taskset -c 1 $R/parley-load "$1" --url ws://127.0.0.1:$port/v1/ws --secrets "$data/secrets.json" "${@:2}" \

@@ -264,7 +264,8 @@ struct ChatRun {
         var lost = s.lostMessages()
         let drainEnd = Date().addingTimeInterval(chat.drain)
         while Date() < drainEnd {
-            if s.pendingAcks() == 0 {
+            // Done when nothing waits for an ack, every dropped user is back, and nothing is missing.
+            if s.pendingAcks() == 0, s.snapshot().live >= users {
                 lost = s.lostMessages()
                 if lost.customerToAgent == 0 && lost.agentToCustomer == 0 { break }
             }
