@@ -203,7 +203,7 @@ struct ChatRun {
         let s = ChatScenario(plan: plan, loops: common.loops, customerTokens: Array(tokens[chat.agents...]), agentTokens: Array(tokens[..<chat.agents]))
         let progress = Progress()
         func sample() -> Sample {
-            let x = s.snapshot()
+            let x = s.snapshot(takingLatencies: true)
             return Sample(sent: x.sent, delivered: x.delivered, connections: x.live, errors: x.errors, violations: x.violations, interval: x.interval)
         }
         var interrupted = false
@@ -236,8 +236,7 @@ struct ChatRun {
         // Measurement.
         s.setMeasuring(true)
         let before = s.snapshot()
-        let toolCPU0 = processCPUSeconds(getpid()) ?? 0
-        let serverCPU0 = common.serverPid.flatMap(processCPUSeconds)
+        let cpu = CPUWindow(serverPid: common.serverPid)
         let t0 = Date()
         if !interrupted {
             if let d = drops {
@@ -253,9 +252,7 @@ struct ChatRun {
                 interrupted = !progress.run(phase: "measure", seconds: common.duration, sample: sample)
             }
         }
-        let elapsed = Date().timeIntervalSince(t0)
-        let toolCPU = ((processCPUSeconds(getpid()) ?? 0) - toolCPU0) / max(elapsed, 0.001) * 100
-        let serverCPU = serverCPU0.flatMap { c0 in common.serverPid.flatMap(processCPUSeconds).map { ($0 - c0) / max(elapsed, 0.001) * 100 } }
+        let (elapsed, toolCPU, serverCPU) = cpu.finish()
         let after = s.snapshot()
         s.setMeasuring(false)
 
@@ -329,17 +326,17 @@ struct ChatRun {
                      r.durationSeconds, r.sent, r.messagesPerSecond, r.targetMessagesPerSecond, r.acked, r.deliveredCustomerToAgent, r.deliveredAgentToCustomer))
         for (k, name) in ChatRun.latencyNames { if let l = r.latencyMs[k] { print("  \(name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(l.line)") } }
         if r.reconnects > 0 { print("  reconnects: \(r.reconnects) dropped, \(r.resumed) resumed") }
-        func kv(_ d: [String: some CustomStringConvertible]) -> String { d.keys.sorted().map { "\($0) \(d[$0]!)" }.joined(separator: ", ") }
-        print("  errors: \(kv(r.errors))")
-        print("  violations: \(kv(r.violations))")
-        print("  lost: \(kv(r.lost))")
-        var cpu = String(format: "  cpu: tool %.0f%%", r.toolCPUPercent)
-        if let s = r.serverCPUPercent { cpu += String(format: "  server %.0f%%", s) }
-        if let m = r.serverRSSBytes { cpu += String(format: "  server rss %.1f MiB", Double(m) / 1048576) }
-        if let m = r.toolRSSBytes { cpu += String(format: "  tool rss %.1f MiB", Double(m) / 1048576) }
-        print(cpu)
+        print("  errors: \(ChatRun.counts(r.errors))")
+        print("  violations: \(ChatRun.counts(r.violations))")
+        print("  lost: \(ChatRun.counts(r.lost))")
+        print("  cpu: " + cpuText(tool: r.toolCPUPercent, server: r.serverCPUPercent, serverRSS: r.serverRSSBytes, toolRSS: r.toolRSSBytes))
         for e in r.firstErrors { print("  first problems: \(e)") }
         print(r.passed ? "  verdict: PASS (every delivery in order, none lost or duplicated, no errors)" : "  verdict: FAIL")
+    }
+
+    /// "gaps 0, duplicateMessages 0": a count table, keys sorted.
+    static func counts(_ d: [String: some CustomStringConvertible]) -> String {
+        d.keys.sorted().map { "\($0) \(d[$0]!)" }.joined(separator: ", ")
     }
 
     static func html(_ r: ChatReport) -> String {
@@ -353,12 +350,10 @@ struct ChatRun {
             ("connected / assigned", "\(r.connected) / \(r.assigned)"),
         ]
         if r.reconnects > 0 { facts.append(("reconnects", "\(r.reconnects) dropped, \(r.resumed) resumed")) }
-        facts.append(("errors", r.errors.keys.sorted().map { "\($0) \(r.errors[$0]!)" }.joined(separator: ", ")))
-        facts.append(("violations", r.violations.keys.sorted().map { "\($0) \(r.violations[$0]!)" }.joined(separator: ", ")))
-        facts.append(("lost", r.lost.keys.sorted().map { "\($0) \(r.lost[$0]!)" }.joined(separator: ", ")))
-        var cpu = String(format: "tool %.0f%%", r.toolCPUPercent)
-        if let s = r.serverCPUPercent { cpu += String(format: ", server %.0f%%", s) }
-        facts.append(("cpu", cpu))
+        facts.append(("errors", counts(r.errors)))
+        facts.append(("violations", counts(r.violations)))
+        facts.append(("lost", counts(r.lost)))
+        facts.append(("cpu", cpuText(tool: r.toolCPUPercent, server: r.serverCPUPercent, serverRSS: r.serverRSSBytes, toolRSS: r.toolRSSBytes)))
         facts.append(("verdict", r.passed ? "PASS" : "FAIL"))
         let lat = latencyNames.compactMap { k, name in r.latencyMs[k].map { (name, $0) } }
         var notes = ["Latency is measured from each message's scheduled send time (open loop), so stalls are not hidden by coordinated omission."]

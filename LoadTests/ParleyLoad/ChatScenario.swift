@@ -31,12 +31,11 @@ struct ChatPlan {
 
 /// Counts and latencies gathered on one client loop (loop-confined: no locks on the hot path).
 final class ChatLoopStats {
-    static func histogram() -> Histogram<UInt64> { latencyHistogram() }
     /// Measured window only (between `setMeasuring(true)` and `setMeasuring(false)`).
-    var ack = histogram(), c2a = histogram(), a2c = histogram(), resume = histogram()
+    var ack = latencyHistogram(), c2a = latencyHistogram(), a2c = latencyHistogram(), resume = latencyHistogram()
     var measuring = false
     /// Every delivery (both directions) since the progress display last took it.
-    var interval = histogram()
+    var interval = latencyHistogram()
 
     // Monotonic totals (the driver takes differences).
     var sent: UInt64 = 0
@@ -127,6 +126,7 @@ final class ChatUser: WebSocketClientDelegate {
     private var nextNumber: UInt64 = 1
     private var rng: SplitMix64
     private var everWelcomed = false
+    private var agentReady = false
 
     init(role: Role, index: Int, token: String, loop: Loop, slot: Int32, scenario: ChatScenario, stats: ChatLoopStats) {
         self.role = role
@@ -221,7 +221,7 @@ final class ChatUser: WebSocketClientDelegate {
 
     func client(_ client: WebSocketClient, text: UnsafeRawBufferPointer) {
         let now = monotonicNs()
-        guard let f = FrameScan(text), let type = f.raw("type") else {
+        guard let f = FrameScan(text), f.raw("type") != nil else {
             stats.malformed += 1
             stats.note("\(id): unreadable frame: \(String(decoding: text.prefix(200), as: UTF8.self))")
             return
@@ -243,7 +243,6 @@ final class ChatUser: WebSocketClientDelegate {
             return
         }
         // typing, read, presence, queue: nothing to check here.
-        _ = type
     }
 
     private func welcome(_ text: UnsafeRawBufferPointer, _ now: UInt64) {
@@ -323,7 +322,7 @@ final class ChatUser: WebSocketClientDelegate {
                 stats.note("\(id): \(cid) message \(from)/\(n) delivered twice")
                 return
             }
-            if let text = f.raw("text"), let due = dueTime(text) {
+            if let text = f.raw("text"), let due = ChatText.due(text) {
                 let lat = now &- due
                 switch role {
                 case .agent:
@@ -382,8 +381,6 @@ final class ChatUser: WebSocketClientDelegate {
         }
     }
 
-    private var agentReady = false
-
     // MARK: frames out
 
     private func send(_ s: String) { client?.sendText(s) }
@@ -432,8 +429,6 @@ final class ChatUser: WebSocketClientDelegate {
         }
         return n
     }
-
-    private func dueTime(_ text: UnsafeRawBufferPointer) -> UInt64? { ChatText.due(text) }
 }
 
 /// The text of a load message: `L` + the due time (16 hex digits, this process's monotonic clock)
@@ -618,15 +613,17 @@ final class ChatScenario {
         return (c2a, a2c, unassigned)
     }
 
-    func snapshot() -> ChatSnapshot {
+    /// Totals now. Only the progress display takes (and so resets) the interval latencies: the
+    /// phases' own checks read counts and leave the latencies to it.
+    func snapshot(takingLatencies: Bool = false) -> ChatSnapshot {
         var s = ChatSnapshot()
-        onLoops { _, l in s.add(l) }
+        onLoops { _, l in s.add(l, takingLatencies: takingLatencies) }
         return s
     }
 
     /// The measured histograms, merged over the loops.
     func histograms() -> (ack: Histogram<UInt64>, c2a: Histogram<UInt64>, a2c: Histogram<UInt64>, resume: Histogram<UInt64>) {
-        var ack = ChatLoopStats.histogram(), c2a = ChatLoopStats.histogram(), a2c = ChatLoopStats.histogram(), resume = ChatLoopStats.histogram()
+        var ack = latencyHistogram(), c2a = latencyHistogram(), a2c = latencyHistogram(), resume = latencyHistogram()
         onLoops { _, l in ack.add(l.ack); c2a.add(l.c2a); a2c.add(l.a2c); resume.add(l.resume) }
         return (ack, c2a, a2c, resume)
     }
@@ -640,9 +637,10 @@ struct ChatSnapshot {
     var gaps: UInt64 = 0, duplicates: UInt64 = 0, duplicateMessages: UInt64 = 0, resumeFailed: UInt64 = 0
     var orderMismatches: UInt64 = 0, malformed: UInt64 = 0
     var firstErrors: [String] = []
-    var interval = ChatLoopStats.histogram()
+    /// The deliveries' latencies since the last snapshot that took them (the progress display's).
+    var interval = latencyHistogram()
 
-    mutating func add(_ l: ChatLoopStats) {
+    mutating func add(_ l: ChatLoopStats, takingLatencies: Bool) {
         sent += l.sent; acked += l.acked; deliveredC2A += l.deliveredC2A; deliveredA2C += l.deliveredA2C
         live += l.live; assigned += l.assigned; agentsReady += l.agentsReady; resolved += l.resolved
         reconnects += l.reconnects; resumed += l.resumed
@@ -650,8 +648,10 @@ struct ChatSnapshot {
         gaps += l.gaps; duplicates += l.duplicates; duplicateMessages += l.duplicateMessages; resumeFailed += l.resumeFailed
         orderMismatches += l.orderMismatches; malformed += l.malformed
         firstErrors += l.firstErrors.prefix(max(0, 8 - firstErrors.count))
-        interval.add(l.interval)
-        l.interval.reset()
+        if takingLatencies {
+            interval.add(l.interval)
+            l.interval.reset()
+        }
     }
 
     var delivered: UInt64 { deliveredC2A + deliveredA2C }

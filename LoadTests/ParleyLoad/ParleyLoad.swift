@@ -81,15 +81,11 @@ struct Echo: ParsableCommand {
         }
         progress.run(phase: "warm-up", seconds: common.warmup, sample: sample)
         scenario.setMeasuring(true)
-        let toolCPU0 = processCPUSeconds(getpid()) ?? 0
-        let serverCPU0 = common.serverPid.flatMap(processCPUSeconds)
-        let t0 = Date()
+        let cpu = CPUWindow(serverPid: common.serverPid)
         let completed = progress.run(phase: "measure", seconds: common.duration, sample: sample)
         scenario.setMeasuring(false)
         progress.finish()
-        let elapsed = Date().timeIntervalSince(t0)
-        let toolCPU = ((processCPUSeconds(getpid()) ?? 0) - toolCPU0) / elapsed * 100
-        let serverCPU = serverCPU0.flatMap { c0 in common.serverPid.flatMap(processCPUSeconds).map { ($0 - c0) / elapsed * 100 } }
+        let (elapsed, toolCPU, serverCPU) = cpu.finish()
         let serverRSS = common.serverPid.flatMap(processRSSBytes)
         let stats = scenario.collect()
         scenario.closeAll()
@@ -104,7 +100,7 @@ struct Echo: ParsableCommand {
                 ("scenario", "echo"), ("target", target.description), ("connections × in flight", "\(opened) × \(inflight)"),
                 ("message", "\(size) bytes"), ("measured", String(format: "%.1f s, %llu messages (%.0f msg/s)", elapsed, stats.messages, summary.messagesPerSecond)),
                 ("errors", "\(stats.errors)"),
-                ("cpu", String(format: "tool %.0f%%", toolCPU) + (serverCPU.map { String(format: ", server %.0f%%", $0) } ?? "")),
+                ("cpu", cpuText(tool: toolCPU, server: serverCPU, serverRSS: serverRSS, toolRSS: nil)),
             ]
             let lat = LatencySummary(stats.histogram).map { [("round trip", $0)] } ?? []
             try HTMLReport.render(title: "parley-load echo", facts: facts, latencies: lat, timeline: progress.timeline,

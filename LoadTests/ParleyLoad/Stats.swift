@@ -61,10 +61,7 @@ struct Summary: Codable {
             let keys = ["p50", "p90", "p99", "p99.9", "max"]
             print("  latency µs: " + keys.map { "\($0) \(String(format: "%.1f", latencyMicros[$0] ?? 0))" }.joined(separator: "  "))
         }
-        var cpu = String(format: "  cpu: tool %.0f%%", toolCPUPercent)
-        if let s = serverCPUPercent { cpu += String(format: "  server %.0f%%", s) }
-        if let r = serverRSSBytes { cpu += String(format: "  server rss %.1f MiB", Double(r) / 1048576) }
-        print(cpu)
+        print("  cpu: " + cpuText(tool: toolCPUPercent, server: serverCPUPercent, serverRSS: serverRSSBytes, toolRSS: nil))
     }
 
     func writeJSON(_ path: String) throws {
@@ -72,6 +69,36 @@ struct Summary: Codable {
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try enc.encode(self).write(to: URL(fileURLWithPath: path))
     }
+}
+
+/// CPU use of the tool and (given its pid) the server over a measured window, in % of one core.
+struct CPUWindow {
+    let serverPid: Int32?
+    private let tool0: Double
+    private let server0: Double?
+    private let start = Date()
+
+    init(serverPid: Int32?) {
+        self.serverPid = serverPid
+        tool0 = processCPUSeconds(getpid()) ?? 0
+        server0 = serverPid.flatMap(processCPUSeconds)
+    }
+
+    func finish() -> (seconds: Double, tool: Double, server: Double?) {
+        let elapsed = max(Date().timeIntervalSince(start), 0.001)
+        let tool = ((processCPUSeconds(getpid()) ?? 0) - tool0) / elapsed * 100
+        let server = server0.flatMap { s0 in serverPid.flatMap(processCPUSeconds).map { ($0 - s0) / elapsed * 100 } }
+        return (elapsed, tool, server)
+    }
+}
+
+/// "tool 32%, server 72%, server rss 88.1 MiB": the same words in every summary and report.
+func cpuText(tool: Double, server: Double?, serverRSS: UInt64?, toolRSS: UInt64?) -> String {
+    var parts = [String(format: "tool %.0f%%", tool)]
+    if let s = server { parts.append(String(format: "server %.0f%%", s)) }
+    if let m = serverRSS { parts.append(String(format: "server rss %.1f MiB", Double(m) / 1048576)) }
+    if let m = toolRSS { parts.append(String(format: "tool rss %.1f MiB", Double(m) / 1048576)) }
+    return parts.joined(separator: ", ")
 }
 
 /// CPU seconds (user+system) of a process, from /proc/<pid>/stat; nil if it cannot be read.
