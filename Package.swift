@@ -30,7 +30,7 @@ let package = Package(
         .target(
             name: "ParleyTransport",
             dependencies: [
-                "CParleySys",
+                "CParleySys", "COpenSSL",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -30,6 +30,7 @@ private func feed(_ input: [UInt8], piece: Int) -> [String] {
                 case .binary(let b): out.append("b\(Array(b))")
                 case .ping(let p): out.append("p\(Array(p))")
                 case .pong(let p): out.append("P\(Array(p))")
+                case .compressed(let op, let z): out.append("z\(op.rawValue)\(Array(z))")
                 case .close(let c, let r): out.append("c\(String(describing: c))\(Array(r))"); stopped = true; return false
                 }
                 return true

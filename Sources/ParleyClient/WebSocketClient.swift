@@ -15,10 +15,12 @@ public protocol WebSocketClientDelegate: AnyObject {
 public enum ClientError: Error, CustomStringConvertible {
     case connect(String)
     case badAddress(String)
+    case tls(String)
     public var description: String {
         switch self {
         case .connect(let m): return "connect: \(m)"
         case .badAddress(let a): return "bad address: \(a)"
+        case .tls(let m): return "TLS: \(m)"
         }
     }
 }
@@ -37,17 +39,30 @@ public final class WebSocketClient: ConnectionHandler {
     private var serverCloseCode: UInt16?
     @exclusivity(unchecked) private var closeSent = false
     @exclusivity(unchecked) private var rng: UInt64
+    private let offeredCompression: Bool
+    private let maxMessageBytes: Int
+    /// permessage-deflate, when the server accepted the offer.
+    @exclusivity(unchecked) public private(set) var deflate: PerMessageDeflate?
 
-    private init(maxMessageBytes: Int, key: String, seed: UInt64) {
+    private init(maxMessageBytes: Int, key: String, seed: UInt64, compression: Bool) {
         reader = FrameReader(limits: FrameReaderLimits(maxMessageBytes: maxMessageBytes, expectMasked: false))
+        self.maxMessageBytes = maxMessageBytes
+        offeredCompression = compression
         expectedAccept = Handshake.acceptKey(for: key)
         rng = seed | 1
     }
 
     /// Starts connecting. Call on `loop.queue`. `sourceAddress` binds the local side (for spreading
-    /// many connections over 127.0.0.0/8).
+    /// many connections over 127.0.0.0/8). A `wss://` URL uses `tls` (one context for many clients),
+    /// or a fresh context that verifies against the system's trust store. `compression` offers
+    /// permessage-deflate (no context takeover either way, so a loop shares one compressor).
     public static func connect(_ url: WebSocketURL, on loop: Loop, sourceAddress: String? = nil, subprotocols: [String] = [],
-                               maxMessageBytes: Int = 16 << 20, delegate: WebSocketClientDelegate?) throws -> WebSocketClient {
+                               maxMessageBytes: Int = 16 << 20, tls: TLSContext? = nil, compression: Bool = false,
+                               delegate: WebSocketClientDelegate?) throws -> WebSocketClient {
+        var context: TLSContext? = nil
+        if url.secure {
+            do { context = try tls ?? TLSContext.client() } catch { throw ClientError.tls("\(error)") }
+        }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(url.port).bigEndian)
@@ -76,12 +91,16 @@ public final class WebSocketClient: ConnectionHandler {
         var keyBytes = [UInt8](repeating: 0, count: 16)
         for i in 0..<16 { seed = seed &* 6364136223846793005 &+ 1442695040888963407; keyBytes[i] = UInt8(truncatingIfNeeded: seed >> 33) }
         let key = base64(keyBytes)
-        let client = WebSocketClient(maxMessageBytes: maxMessageBytes, key: key, seed: seed)
+        let client = WebSocketClient(maxMessageBytes: maxMessageBytes, key: key, seed: seed, compression: compression)
         client.delegate = delegate
-        client.connection = loop.adopt(fd: fd, handler: client)
+        guard let c = loop.adopt(fd: fd, handler: client, tls: context, serverName: url.host) else {
+            throw ClientError.tls("cannot make a TLS session")
+        }
+        client.connection = c
         var req = "GET \(url.path) HTTP/1.1\r\nHost: \(url.host):\(url.port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         req += "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
         if !subprotocols.isEmpty { req += "Sec-WebSocket-Protocol: \(subprotocols.joined(separator: ", "))\r\n" }
+        if compression { req += "Sec-WebSocket-Extensions: \(DeflateNegotiation.clientOffer)\r\n" }
         req += "\r\n"
         // On a socket still connecting, the write waits in the outbound queue for writability.
         Array(req.utf8).withUnsafeBytes { client.connection.send($0) }
@@ -106,10 +125,19 @@ public final class WebSocketClient: ConnectionHandler {
 
     func send(_ op: Opcode, _ payload: UnsafeRawBufferPointer) {
         guard state == .open, !closeSent else { return }
+        if !op.isControl, deflate != nil, let z = deflate!.compress(payload, counters: &connection.loop.counters) {
+            connection.loop.counters.compressedSent &+= 1
+            sendMasked(op, z, rsv1: true)
+        } else {
+            sendMasked(op, payload, rsv1: false)
+        }
+    }
+
+    private func sendMasked(_ op: Opcode, _ payload: UnsafeRawBufferPointer, rsv1: Bool) {
         let key = nextKey()
         let total = FrameEncoder.maxHeaderBytes + 4 + payload.count
         withUnsafeTemporaryAllocation(byteCount: total, alignment: 8) { buf in
-            let n = FrameEncoder.writeMaskedFrame(into: buf.baseAddress!, op, payload, key: key)
+            let n = FrameEncoder.writeMaskedFrame(into: buf.baseAddress!, op, payload, key: key, rsv1: rsv1)
             connection.send(UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
         }
     }
@@ -138,14 +166,29 @@ public final class WebSocketClient: ConnectionHandler {
                 return bytes.count
             }
             var accept: String?
+            var extensions: [String] = []
             for line in head.split(separator: "\r\n").dropFirst() {
                 guard let colon = line.firstIndex(of: ":") else { continue }
                 let name = line[..<colon].lowercased()
                 let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t")
                 if name == "sec-websocket-accept" { accept = value }
                 if name == "sec-websocket-protocol" { subprotocol = value }
+                if name == "sec-websocket-extensions" { extensions.append(value) }
             }
             guard accept == expectedAccept else { fail("bad Sec-WebSocket-Accept"); return bytes.count }
+            if !extensions.isEmpty {
+                guard offeredCompression else { fail("server answered an extension that was not offered"); return bytes.count }
+                switch DeflateNegotiation.clientAccept(extensions) {
+                case .failure(let why):
+                    fail("bad permessage-deflate answer: \(why)")
+                    return bytes.count
+                case .success(let params):
+                    if let params {
+                        deflate = PerMessageDeflate(params, isServer: false, loop: c.loop, policy: DeflatePolicy())
+                        reader.limits.allowRSV1 = true
+                    }
+                }
+            }
             state = .open
             offset = end + 4
             delegate?.clientOpened(self)
@@ -158,6 +201,20 @@ public final class WebSocketClient: ConnectionHandler {
             case .binary(let b): delegate?.client(self, binary: b)
             case .ping(let p): send(.pong, p)
             case .pong: break
+            case .compressed(let op, let data):
+                guard deflate != nil else { return false }
+                switch deflate!.inflate(data, cap: maxMessageBytes, counters: &c.loop.counters) {
+                case .message(let m):
+                    if op == .text {
+                        guard UTF8Validator.isValid(m) else { fail("server sent invalid UTF-8"); return false }
+                        delegate?.client(self, text: m)
+                    } else {
+                        delegate?.client(self, binary: m)
+                    }
+                case .failed(let code):
+                    fail("cannot inflate a server message (\(code.rawValue))")
+                    return false
+                }
             case .close(let code, _):
                 serverCloseCode = code
                 if !closeSent {
@@ -198,6 +255,7 @@ public final class WebSocketClient: ConnectionHandler {
         let wasOpen = state
         state = .closed
         var err = closeError
+        if err == nil, c.closeReason == .tls { err = "TLS: " + (c.tlsFailure ?? "handshake failed") }
         if err == nil, serverCloseCode == nil, !closeSent {
             err = wasOpen == .connecting ? "connection failed" : "connection lost (\(c.closeReason))"
         }

@@ -12,10 +12,14 @@ public final class Server {
     public let config: ServerConfig
     private let logger: Logger
     private var group: LoopGroup?
-    private var listener: Listener?
+    private var listeners: [Listener] = []
+    /// The TLS context new connections get; `reloadTLS()` replaces it.
+    public private(set) var tls: TLSContextSource?
     private var router = Router()
     private let wsConfig: WebSocketConfig
     public private(set) var port = 0
+    /// The TLS port when TLS listens apart from plain (`tlsPort`), else nil.
+    public private(set) var tlsPort: Int?
     public let secrets: Secrets
     public let tokens: TokenService
     /// The node's log (`<data-dir>/log`), opened and recovered before the server listens.
@@ -29,7 +33,8 @@ public final class Server {
     public init(config: ServerConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
-        self.wsConfig = WebSocketConfig(maxMessageBytes: config.maxMessageBytes, pingIntervalMs: config.pingIntervalMs, pongTimeoutMs: config.pongTimeoutMs)
+        self.wsConfig = WebSocketConfig(maxMessageBytes: config.maxMessageBytes, pingIntervalMs: config.pingIntervalMs, pongTimeoutMs: config.pongTimeoutMs,
+                                        deflate: DeflatePolicy(enabled: config.compression))
         let (secrets, generated) = try SecretsStore.resolve(dataDir: config.dataDir, jwtSecret: config.jwtSecret, apiKey: config.apiKey)
         self.secrets = secrets
         if generated {
@@ -40,6 +45,16 @@ public final class Server {
             fflush(stdout)
         }
         self.tokens = try TokenService(secret: secrets.jwtSecret)
+        if config.tlsEnabled {
+            var cert = config.tlsCertificate ?? "", key = config.tlsKey ?? ""
+            if config.tlsSelfSigned, config.tlsCertificate == nil {
+                let made = try TLS.selfSigned(in: config.dataDir + "/tls")
+                (cert, key) = (made.certificate, made.key)
+                logger.notice("\(made.created ? "made" : "using") a self-signed development certificate (not for production)",
+                              metadata: ["tls.cert": "\(cert)", "tls.key": "\(key)"])
+            }
+            self.tls = try TLSContextSource(certificatePath: cert, keyPath: key)
+        }
         var logConfig = LogConfig(directory: config.dataDir + "/log")
         logConfig.repair = config.repairLog
         logConfig.fsync = config.fsync
@@ -79,12 +94,12 @@ public final class Server {
             return orders.getLast(userId: p["userId"] ?? "")
         }
         router.add("GET", "/v1/ws") { req, _, c in
-            switch Handshake.validate(req.head, subprotocols: ["parley.v1"]) {
+            switch Handshake.validate(req.head, subprotocols: ["parley.v1"], deflate: ws.deflate) {
             case .failure(let e):
                 return .respond(e.response)
             case .success(let accepted):
                 let delegate = ChatSession(service: chat, tokens: tokens, orders: orders)
-                let session = WebSocketSession(connection: c, config: ws, subprotocol: accepted.subprotocol, delegate: delegate)
+                let session = WebSocketSession(connection: c, config: ws, subprotocol: accepted.subprotocol, deflate: accepted.deflate, delegate: delegate)
                 delegate.attach(session)
                 return .upgrade(response: Handshake.response(accepted), handler: session)
             }
@@ -96,11 +111,11 @@ public final class Server {
         if config.echo {
             let echo = EchoDelegate()
             router.add("GET", "/v1/echo") { req, _, c in
-                switch Handshake.validate(req.head, subprotocols: []) {
+                switch Handshake.validate(req.head, subprotocols: [], deflate: ws.deflate) {
                 case .failure(let e):
                     return .respond(e.response)
                 case .success(let accepted):
-                    let session = WebSocketSession(connection: c, config: ws, subprotocol: accepted.subprotocol, delegate: echo)
+                    let session = WebSocketSession(connection: c, config: ws, subprotocol: accepted.subprotocol, deflate: accepted.deflate, delegate: echo)
                     return .upgrade(response: Handshake.response(accepted), handler: session)
                 }
             }
@@ -117,37 +132,66 @@ public final class Server {
         let budget = ConnectionBudget(fileLimit: fileLimit, reserved: limits.reservedDescriptors)
         let loopCount = config.loops > 0 ? config.loops : System.activeCores
         let group = LoopGroup(count: loopCount, mode: config.readiness, limits: limits, budget: budget)
-        let listener = try Listener(host: config.host, port: config.port, logger: logger)
+        // Plain on `port` and TLS on `tlsPort`, or TLS alone on `port`.
+        var plan: [(port: Int, tls: Bool)] = []
+        if let tls = config.tlsPort, self.tls != nil {
+            plan = [(config.port, false), (tls, true)]
+        } else {
+            plan = [(config.port, self.tls != nil)]
+        }
+        var bound: [(Listener, Bool)] = []
+        do {
+            for p in plan { bound.append((try Listener(host: config.host, port: p.port, logger: logger), p.tls)) }
+        } catch {
+            for (l, _) in bound { l.stop() }
+            throw error
+        }
         let router = self.router
         var httpLimits = HTTPServerLimits()
         httpLimits.parser.maxBodyBytes = 1 << 20
         let metrics = self.metrics
         for loop in group.loops { loop.onTick { _ in metrics.absorb(&loop.counters) } }
-        listener.start(group: group, budget: budget) { loop, fd in
-            metrics.accepted.increment()
-            let http = HTTPConnectionHandler(limits: httpLimits, service: { req, c in router.handle(req, c) },
-                                             onResponse: { metrics.httpRequests($0).increment() })
-            let c = loop.adopt(fd: fd, handler: http)
-            http.start(c)
+        for (listener, secure) in bound {
+            let source = secure ? tls : nil
+            listener.start(group: group, budget: budget) { loop, fd in
+                metrics.accepted.increment()
+                let http = HTTPConnectionHandler(limits: httpLimits, service: { req, c in router.handle(req, c) },
+                                                 onResponse: { metrics.httpRequests($0).increment() })
+                if let c = loop.adopt(fd: fd, handler: http, tls: source?.current) { http.start(c) }
+            }
         }
         chat.start()
         self.group = group
-        self.listener = listener
+        self.listeners = bound.map(\.0)
         self.budget = budget
-        self.port = listener.port
-        logger.info("listening", metadata: [
-            "http.host": "\(config.host)", "http.port": "\(listener.port)", "loops": "\(loopCount)",
+        self.port = bound[0].0.port
+        if bound.count > 1 { self.tlsPort = bound[1].0.port }
+        var meta: Logger.Metadata = [
+            "http.host": "\(config.host)", "http.port": "\(port)", "loops": "\(loopCount)",
             "readiness": "\(config.readiness.rawValue)", "fd.limit": "\(fileLimit)", "conn.pause_at": "\(budget.pauseAt)",
-            "echo": "\(config.echo)",
-        ])
-        return listener.port
+            "echo": "\(config.echo)", "tls": "\(tls == nil ? "off" : (tlsPort == nil ? "on" : "separate port"))",
+        ]
+        if let t = tlsPort { meta["tls.port"] = "\(t)" }
+        logger.info("listening", metadata: meta)
+        return port
+    }
+
+    /// Loads the TLS certificate and key again (SIGHUP). New connections get the new ones; open
+    /// connections keep theirs. On error the old ones stay and the error is thrown.
+    public func reloadTLS() throws {
+        guard let tls else { return }
+        try tls.reload()
+        metrics.tlsReloads.increment()
+        logger.notice("TLS certificate reloaded", metadata: ["tls.cert": "\(tls.certificatePath)"])
     }
 
     /// Stops accepting, closes every WebSocket with 1001 and waits (bounded) for them to go.
     public func shutdown(completion: @escaping () -> Void) {
-        guard let group, let listener else { completion(); return }
+        guard let group, !listeners.isEmpty else { completion(); return }
         logger.info("shutting down")
-        listener.stop {
+        let stopped = DispatchGroup()
+        for l in listeners { stopped.enter(); l.stop { stopped.leave() } }
+        stopped.notify(queue: .global()) {
             for loop in group.loops {
                 loop.queue.async {
                     loop.forEachConnection { c in

@@ -35,6 +35,18 @@ public struct ServerConfig: Sendable {
     /// When an append counts as durable: every batch fsynced (`always`, the default) or at most
     /// every N ms.
     public var fsync: FsyncMode = .always
+    /// TLS certificate chain and private key (PEM). With both set the server speaks TLS: on `tlsPort`
+    /// if that is set (plain HTTP/WebSocket stays on `port`), otherwise on `port` itself.
+    public var tlsCertificate: String? = nil
+    public var tlsKey: String? = nil
+    public var tlsPort: Int? = nil
+    /// Development: make (or reuse) a self-signed P-256 certificate in `<data-dir>/tls/`.
+    public var tlsSelfSigned = false
+
+    /// Accept permessage-deflate offers (RFC 7692). On by default: browsers offer it.
+    public var compression = true
+
+    public var tlsEnabled: Bool { tlsSelfSigned || (tlsCertificate != nil && tlsKey != nil) }
 
     public init() {}
 }

@@ -14,6 +14,12 @@ final class ServerMetrics: @unchecked Sendable {
     let httpRequests: (Int) -> CoreMetrics.Counter
     let messagesIn: CoreMetrics.Counter
     let messagesOut: CoreMetrics.Counter
+    let tlsHandshakes: CoreMetrics.Counter
+    let tlsErrors: CoreMetrics.Counter
+    let tlsReloads: CoreMetrics.Counter
+    let deflateRuns: CoreMetrics.Counter
+    let compressedSent: CoreMetrics.Counter
+    let inflateRuns: CoreMetrics.Counter
     let logAppends: CoreMetrics.Counter
     let logBytes: CoreMetrics.Counter
     let logFsync: CoreMetrics.Timer
@@ -44,6 +50,12 @@ final class ServerMetrics: @unchecked Sendable {
         httpRequests = { status in CoreMetrics.Counter(label: "parley_http_responses_total", dimensions: [("status", "\(status)")], factory: f) }
         messagesIn = CoreMetrics.Counter(label: "parley_ws_messages_received_total", factory: f)
         messagesOut = CoreMetrics.Counter(label: "parley_ws_messages_sent_total", factory: f)
+        tlsHandshakes = CoreMetrics.Counter(label: "parley_tls_handshakes_total", factory: f)
+        tlsErrors = CoreMetrics.Counter(label: "parley_tls_errors_total", factory: f)
+        tlsReloads = CoreMetrics.Counter(label: "parley_tls_reloads_total", factory: f)
+        deflateRuns = CoreMetrics.Counter(label: "parley_ws_deflate_runs_total", factory: f)
+        compressedSent = CoreMetrics.Counter(label: "parley_ws_compressed_messages_sent_total", factory: f)
+        inflateRuns = CoreMetrics.Counter(label: "parley_ws_inflated_messages_total", factory: f)
         logAppends = CoreMetrics.Counter(label: "parley_log_appends_total", factory: f)
         logBytes = CoreMetrics.Counter(label: "parley_log_bytes_total", factory: f)
         logFsync = CoreMetrics.Timer(label: "parley_log_fsync_seconds", factory: f)
@@ -67,6 +79,11 @@ final class ServerMetrics: @unchecked Sendable {
     func absorb(_ c: inout LoopCounters) {
         if c.messagesIn > 0 { messagesIn.increment(by: Int64(c.messagesIn)) }
         if c.messagesOut > 0 { messagesOut.increment(by: Int64(c.messagesOut)) }
+        if c.tlsHandshakes > 0 { tlsHandshakes.increment(by: Int64(c.tlsHandshakes)) }
+        if c.tlsErrors > 0 { tlsErrors.increment(by: Int64(c.tlsErrors)) }
+        if c.deflateRuns > 0 { deflateRuns.increment(by: Int64(c.deflateRuns)) }
+        if c.compressedSent > 0 { compressedSent.increment(by: Int64(c.compressedSent)) }
+        if c.inflateRuns > 0 { inflateRuns.increment(by: Int64(c.inflateRuns)) }
         c = LoopCounters()
     }
 

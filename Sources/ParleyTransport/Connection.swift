@@ -1,5 +1,6 @@
 import Dispatch
 import CParleySys
+import COpenSSL
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,7 +13,7 @@ import Glibc
 /// in echo) cannot find anything; static checks still apply.
 public final class Connection {
     public enum State: UInt8 { case open, closing, lingering, closed }
-    public enum CloseReason: UInt8 { case normal, eof, reset, overflow, stalled, timeout, shutdown }
+    public enum CloseReason: UInt8 { case normal, eof, reset, overflow, stalled, timeout, shutdown, tls }
 
     public let fd: Int32
     /// Loops live as long as the process (`LoopGroup` keeps them), so no reference counting here.
@@ -27,6 +28,12 @@ public final class Connection {
     @exclusivity(unchecked) public private(set) var lastReadMs: UInt64
 
     @exclusivity(unchecked) private(set) var readPaused = false
+    /// A TLS handshake waiting for the loop's next turn (handshakes per turn are bounded).
+    @exclusivity(unchecked) var handshakeDeferred = false
+    /// TLS session, when the connection is `wss://`/`https://` (nil: plain TCP).
+    @exclusivity(unchecked) var tls: TLSState?
+    /// Why TLS failed (OpenSSL's words), when the connection closed with reason `.tls`.
+    public private(set) var tlsFailure: String?
     @exclusivity(unchecked) private(set) var wantsWrite = false
     /// Unconsumed input; empty (no allocation) in the common case where whole frames arrive.
     @exclusivity(unchecked) private var pending: [UInt8] = []
@@ -55,34 +62,20 @@ public final class Connection {
 
     public var isOpen: Bool { state == .open }
     var isAlive: Bool { state != .closed }
+    public var isTLS: Bool { tls != nil }
+    /// Reading is off: output backpressure, or a TLS handshake deferred to the next turn.
+    var readBlocked: Bool { readPaused || handshakeDeferred }
 
     // MARK: reading
 
     func handleReadable() {
+        if tls != nil { handleReadableTLS(); return }
         let buf = loop.readBuffer
         switch Sys.read(fd, buf.baseAddress!, Loop.readBufferBytes) {
         case .bytes(let n):
             lastReadMs = loop.nowMs
             if state != .open { return }  // closing or lingering: input is discarded
-            loop.corkOwner = self
-            if pending.isEmpty {
-                let used = feed(UnsafeMutableRawBufferPointer(start: buf.baseAddress, count: n))
-                if used < n, state == .open {
-                    pending.append(contentsOf: UnsafeRawBufferPointer(start: buf.baseAddress! + used, count: n - used))
-                }
-            } else {
-                // Take the buffer out while handlers run: they may close the connection, which
-                // resets `pending`, and that must not happen under our own access to it.
-                var input = pending
-                pending = []
-                input.append(contentsOf: UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
-                let used = input.withUnsafeMutableBytes { feed($0) }
-                if state == .open, used < input.count {
-                    input.removeFirst(used)
-                    pending = input
-                }  // else dropped: idle connections hold no input buffer
-            }
-            if loop.corkOwner === self { loop.uncork() }
+            deliver(buf.baseAddress!, n)
         case .wouldBlock:
             return
         case .eof:
@@ -90,6 +83,29 @@ public final class Connection {
         case .error:
             close(.reset)
         }
+    }
+
+    /// Hands `n` bytes of input (raw, or decrypted) to the handler, keeping what it leaves.
+    private func deliver(_ base: UnsafeMutableRawPointer, _ n: Int) {
+        loop.corkOwner = self
+        if pending.isEmpty {
+            let used = feed(UnsafeMutableRawBufferPointer(start: base, count: n))
+            if used < n, state == .open {
+                pending.append(contentsOf: UnsafeRawBufferPointer(start: base + used, count: n - used))
+            }
+        } else {
+            // Take the buffer out while handlers run: they may close the connection, which
+            // resets `pending`, and that must not happen under our own access to it.
+            var input = pending
+            pending = []
+            input.append(contentsOf: UnsafeRawBufferPointer(start: base, count: n))
+            let used = input.withUnsafeMutableBytes { feed($0) }
+            if state == .open, used < input.count {
+                input.removeFirst(used)
+                pending = input
+            }  // else dropped: idle connections hold no input buffer
+        }
+        if loop.corkOwner === self { loop.uncork() }
     }
 
     /// Offers input kept from earlier reads to the handler again, now (a handler that paused its
@@ -125,6 +141,7 @@ public final class Connection {
     public func send(_ bytes: UnsafeRawBufferPointer) {
         guard state == .open, bytes.count > 0 else { return }
         if loop.corkOwner === self { loop.corkAppend(bytes); return }
+        if tls != nil { tlsSend(bytes, nil); return }
         sendNow(bytes, nil)
     }
 
@@ -135,6 +152,7 @@ public final class Connection {
             loop.corkAppend(header); loop.corkAppend(payload); return
         }
         if loop.corkOwner === self { loop.uncork() }
+        if tls != nil { tlsSend(header, payload); return }
         sendNow(header, payload)
     }
 
@@ -145,6 +163,7 @@ public final class Connection {
             if chunk.count <= 4096 { loop.corkAppend(chunk.bytes); return }
             loop.uncork()
         }
+        if tls != nil { tlsSend(chunk.bytes, nil); return }
         if outHead < outbound.count { enqueue(chunk); return }
         switch Sys.write(fd, chunk.base, chunk.count) {
         case .bytes(let n) where n == chunk.count:
@@ -158,7 +177,12 @@ public final class Connection {
         }
     }
 
-    /// Direct write of `a` (+ `b`), queuing what the socket does not take.
+    /// Sends what a corked turn collected (encrypted first on a TLS connection).
+    func sendCorked(_ bytes: UnsafeRawBufferPointer) {
+        if tls != nil { tlsSend(bytes, nil) } else { sendNow(bytes, nil) }
+    }
+
+    /// Direct write of `a` (+ `b`) to the socket, queuing what it does not take.
     func sendNow(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer?) {
         guard state == .open || state == .closing else { return }
         let total = a.count + (b?.count ?? 0)
@@ -283,6 +307,12 @@ public final class Connection {
     public func closeAfterFlush() {
         guard state == .open else { return }
         if loop.corkOwner === self { loop.uncork() }
+        if let t = tls, t.handshakeDone, !t.shutdownSent {
+            t.shutdownSent = true
+            _ = SSL_shutdown(t.ssl)  // queues close_notify; the peer's is not awaited
+            drainTLSOutput()
+            guard state == .open else { return }
+        }
         state = .closing
         if outHead == outbound.count { beginLinger() }
     }
@@ -300,6 +330,8 @@ public final class Connection {
         guard state != .closed else { return }
         if closeReason == .normal { closeReason = reason }
         state = .closed
+        tls = nil  // frees the SSL object (and its buffers) now
+        if handshakeDeferred { handshakeDeferred = false }
         pending = []
         outbound = []
         outHead = 0
@@ -347,9 +379,9 @@ public final class Connection {
 
     func syncSources() {
         guard let rs = readSource, let ws = writeSource else { return }
-        if readPaused != readSourceSuspended {
-            if readPaused { rs.suspend() } else { rs.resume() }
-            readSourceSuspended = readPaused
+        if readBlocked != readSourceSuspended {
+            if readBlocked { rs.suspend() } else { rs.resume() }
+            readSourceSuspended = readBlocked
         }
         if wantsWrite != writeSourceActive {
             if wantsWrite { ws.resume() } else { ws.suspend() }
@@ -375,5 +407,191 @@ public final class Connection {
             writeSource = nil
             loop.budget?.released()
         }
+    }
+}
+
+// MARK: - TLS over the connection's own queue (memory BIO on the loop)
+
+extension Connection {
+    /// Reads ciphertext, runs the handshake (bounded per loop turn) and hands plaintext up.
+    private func handleReadableTLS() {
+        guard let t = tls else { return }
+        let io = loop.tlsIO
+        if !t.handshakeDone, io.handshakesThisTurn >= loop.limits.handshakesPerTurn {
+            deferHandshake()
+            return
+        }
+        let buf = loop.readBuffer
+        switch Sys.read(fd, buf.baseAddress!, Loop.readBufferBytes) {
+        case .bytes(let n):
+            lastReadMs = loop.nowMs
+            if state != .open { return }
+            if !t.sawInput {
+                t.sawInput = true
+                if t.context.isServer, Connection.looksLikePlainHTTP(UnsafeRawBufferPointer(start: buf.baseAddress, count: n)) {
+                    refusePlainHTTP()
+                    return
+                }
+            }
+            decryptAndDeliver(t, UnsafeRawPointer(buf.baseAddress!), n)
+        case .wouldBlock:
+            return
+        case .eof:
+            close(state == .lingering ? .normal : .eof)
+        case .error:
+            close(.reset)
+        }
+    }
+
+    private func decryptAndDeliver(_ t: TLSState, _ input: UnsafeRawPointer, _ n: Int) {
+        let io = loop.tlsIO
+        io.input = input
+        io.inputCount = n
+        io.inputUsed = 0
+        defer { io.input = nil; io.inputCount = 0; io.inputUsed = 0 }
+        if !t.handshakeDone {
+            io.handshakesThisTurn += 1
+            let r = SSL_do_handshake(t.ssl)
+            if r == 1 {
+                t.handshakeDone = true
+                loop.counters.tlsHandshakes &+= 1
+            } else {
+                let e = SSL_get_error(t.ssl, r)
+                drainTLSOutput()
+                if e != SSL_ERROR_WANT_READ, e != SSL_ERROR_WANT_WRITE { tlsFailed(); return }
+                return  // more of the handshake to come
+            }
+            drainTLSOutput()
+            guard state == .open, tls === t else { return }
+            if !t.early.isEmpty {
+                let early = t.early
+                t.early = []
+                early.withUnsafeBytes { tlsSend($0, nil) }
+                guard state == .open, tls === t else { return }
+            }
+        }
+        // Plaintext never exceeds the ciphertext just read plus one record held back, so this loop
+        // normally runs once; it stays correct if a read ever fills the buffer.
+        while true {
+            var produced = 0
+            var peerClosed = false
+            var failed = false
+            while produced < io.plainCapacity {
+                let r = SSL_read(t.ssl, io.plain + produced, Int32(min(io.plainCapacity - produced, Int(Int32.max))))
+                if r > 0 { produced += Int(r); continue }
+                let e = SSL_get_error(t.ssl, r)
+                if e == SSL_ERROR_WANT_READ { break }
+                if e == SSL_ERROR_ZERO_RETURN { peerClosed = true; break }
+                failed = true
+                break
+            }
+            drainTLSOutput()  // KeyUpdate answers, alerts
+            if produced > 0, state == .open { deliver(io.plain, produced) }
+            if failed { if state != .closed { tlsFailed() }; return }
+            if peerClosed {
+                // close_notify: nothing more will come. Let what we queued go out, then close.
+                if state == .open { closeAfterFlush() }
+                return
+            }
+            if produced < io.plainCapacity || state != .open || tls !== t { return }
+        }
+    }
+
+    /// Encrypts and queues plaintext; before the handshake is done it waits in `early`.
+    func tlsSend(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer?) {
+        guard let t = tls, state == .open || state == .closing else { return }
+        if !t.handshakeDone {
+            t.early.append(contentsOf: a)
+            if let b { t.early.append(contentsOf: b) }
+            return
+        }
+        let io = loop.tlsIO
+        if let b, b.count > 0 {
+            // One record for header + payload (two would cost ~22 bytes and an AEAD call more).
+            let total = a.count + b.count
+            let j = io.joinBuffer(total)
+            if a.count > 0 { j.copyMemory(from: a.baseAddress!, byteCount: a.count) }
+            (j + a.count).copyMemory(from: b.baseAddress!, byteCount: b.count)
+            tlsWrite(t, UnsafeRawBufferPointer(start: j, count: total))
+        } else if a.count > 0 {
+            tlsWrite(t, a)
+        }
+        drainTLSOutput()
+        io.shrinkIfHuge()
+    }
+
+    private func tlsWrite(_ t: TLSState, _ bytes: UnsafeRawBufferPointer) {
+        // The BIO always takes everything, so SSL_write completes (no WANT_WRITE, no partial write).
+        let r = SSL_write(t.ssl, bytes.baseAddress, Int32(bytes.count))
+        if r <= 0 { _ = TLS.takeError() }
+    }
+
+    /// Moves the ciphertext OpenSSL just produced into this connection's outbound path.
+    func drainTLSOutput() {
+        let io = loop.tlsIO
+        guard io.outCount > 0 else { return }
+        let n = io.outCount
+        io.outCount = 0
+        sendNow(UnsafeRawBufferPointer(start: io.out, count: n), nil)
+    }
+
+    /// Client side: sends the ClientHello.
+    func startClientHandshake() {
+        guard let t = tls, !t.context.isServer else { return }
+        let r = SSL_do_handshake(t.ssl)
+        let e = SSL_get_error(t.ssl, r)
+        drainTLSOutput()
+        if r != 1, e != SSL_ERROR_WANT_READ, e != SSL_ERROR_WANT_WRITE { tlsFailed() }
+    }
+
+    private func tlsFailed() {
+        var why = TLS.takeError()
+        if let t = tls, !t.context.isServer {
+            let v = SSL_get_verify_result(t.ssl)
+            if v != Int(X509_V_OK) { why = "certificate verification failed: " + String(cString: X509_verify_cert_error_string(v)) }
+        }
+        tlsFailure = why
+        loop.counters.tlsErrors &+= 1
+        if state == .open, outHead < outbound.count || loop.tlsIO.outCount > 0 {
+            closeReason = .tls
+            closeAfterFlush()  // the alert goes out first
+        } else {
+            close(.tls)
+        }
+    }
+
+    private func deferHandshake() {
+        handshakeDeferred = true
+        loop.updateInterest(self)
+        loop.deferHandshake(self)
+    }
+
+    /// The loop's next turn: read again.
+    func resumeDeferredHandshake() {
+        guard handshakeDeferred, state != .closed else { return }
+        handshakeDeferred = false
+        loop.updateInterest(self)
+        handleReadable()
+    }
+
+    static func looksLikePlainHTTP(_ b: UnsafeRawBufferPointer) -> Bool {
+        // A TLS record starts with content type 22 (handshake); an HTTP request with a method name.
+        guard b.count >= 4 else { return false }
+        for m in ["GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI", "PATC"] {
+            if m.utf8.elementsEqual(b[0..<4]) { return true }
+        }
+        return false
+    }
+
+    /// Plain HTTP on the TLS port: answer in plain HTTP so a human sees why, then close.
+    private func refusePlainHTTP() {
+        loop.counters.tlsErrors &+= 1
+        tlsFailure = "plain HTTP request on the TLS port"
+        let body = "This port speaks TLS: use https:// or wss://\n"
+        let text = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+        tls = nil
+        closeReason = .tls
+        Array(text.utf8).withUnsafeBytes { sendNow($0, nil) }
+        closeAfterFlush()
     }
 }

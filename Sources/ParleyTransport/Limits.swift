@@ -13,6 +13,10 @@ public struct TransportLimits: Sendable {
     public var lingerMs: UInt64 = 2_000
     /// Connections accepted per listener wake-up, so a connect storm cannot starve the loops.
     public var acceptsPerWakeup = 64
+    /// TLS handshake steps per loop turn. A server ECDSA P-256 handshake costs a few hundred µs of
+    /// CPU; past this many in one turn the rest wait for the next, so a handshake flood cannot
+    /// starve established sessions on the same loop.
+    public var handshakesPerTurn = 16
     /// Descriptors held back from connections for the log, Dispatch and the spare-fd trick.
     public var reservedDescriptors = 256
 

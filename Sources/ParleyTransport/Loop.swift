@@ -22,6 +22,13 @@ public protocol ConnectionHandler: AnyObject {
 public struct LoopCounters: Sendable {
     public var messagesIn: UInt64 = 0
     public var messagesOut: UInt64 = 0
+    public var tlsHandshakes: UInt64 = 0
+    public var tlsErrors: UInt64 = 0
+    /// permessage-deflate: messages compressed (once per shared event), messages sent compressed,
+    /// messages inflated.
+    public var deflateRuns: UInt64 = 0
+    public var compressedSent: UInt64 = 0
+    public var inflateRuns: UInt64 = 0
     public init() {}
 }
 
@@ -57,6 +64,16 @@ public final class Loop {
     private var nextId: UInt32 = 1
     let budget: ConnectionBudget?
     private var tickHandlers: [(UInt64) -> Void] = []
+    /// TLS scratch (memory BIO, plaintext buffer, deferred handshakes): made on first TLS use.
+    private var tlsScratch: TLSIO?
+    var tlsIO: TLSIO {
+        if let io = tlsScratch { return io }
+        let io = TLSIO()
+        tlsScratch = io
+        return io
+    }
+    /// Protocol layers' per-loop state (e.g. a shared compressor), by key; loop-confined.
+    private var locals: [ObjectIdentifier: AnyObject] = [:]
 
     // Output corking: while one connection handles its input, its writes collect here and go out
     // as one write at the end of the turn. Only one connection is corked at a time (serial loop).
@@ -106,6 +123,34 @@ public final class Loop {
         for case let c? in table { body(c) }
     }
 
+    /// This loop's instance of `T`, made by `make` on first use. Call on the loop's queue.
+    public func local<T: AnyObject>(_ type: T.Type, _ make: () -> T) -> T {
+        let key = ObjectIdentifier(type)
+        if let v = locals[key] { return unsafeDowncast(v, to: T.self) }
+        let v = make()
+        locals[key] = v
+        return v
+    }
+
+    /// Takes ownership of a connected, non-blocking socket; with `tls`, the connection speaks TLS
+    /// (server or client side as the context says; `serverName` is the client's SNI and the name
+    /// its certificate must carry). Returns nil only if OpenSSL cannot make a session (the socket is
+    /// then closed). Call on the loop's queue.
+    @discardableResult
+    public func adopt(fd: Int32, handler: ConnectionHandler, tls: TLSContext?, serverName: String? = nil) -> Connection? {
+        guard let tls else { return adopt(fd: fd, handler: handler) }
+        guard let state = TLSState(context: tls, io: tlsIO, serverName: serverName) else {
+            counters.tlsErrors &+= 1
+            _ = Glibc.close(fd)
+            budget?.released()
+            return nil
+        }
+        let c = adopt(fd: fd, handler: handler)
+        c.tls = state
+        if !tls.isServer { c.startClientHandshake() }
+        return c
+    }
+
     /// Takes ownership of a connected, non-blocking socket. Call on the loop's queue.
     @discardableResult
     public func adopt(fd: Int32, handler: ConnectionHandler) -> Connection {
@@ -133,7 +178,7 @@ public final class Loop {
 
     private func interestBits(_ c: Connection) -> UInt32 {
         var bits: UInt32 = 0
-        if !c.readPaused { bits |= UInt32(parley_EPOLLIN()) | UInt32(parley_EPOLLRDHUP()) }
+        if !c.readBlocked { bits |= UInt32(parley_EPOLLIN()) | UInt32(parley_EPOLLRDHUP()) }
         if c.wantsWrite { bits |= UInt32(parley_EPOLLOUT()) }
         return bits
     }
@@ -169,6 +214,7 @@ public final class Loop {
 
     private func drainEpoll() {
         nowMs = monotonicMs()
+        tlsScratch?.handshakesThisTurn = 0
         let inBits = UInt32(parley_EPOLLIN()) | UInt32(parley_EPOLLRDHUP())
         let errBits = UInt32(parley_EPOLLERR()) | UInt32(parley_EPOLLHUP())
         let outBit = UInt32(parley_EPOLLOUT())
@@ -186,7 +232,7 @@ public final class Loop {
                 if ev & outBit != 0 { c.handleWritable() }
                 guard c.isAlive else { continue }
                 if ev & (inBits | errBits) != 0 {
-                    if c.readPaused {
+                    if c.readBlocked {
                         // Not reading, yet the socket reports hang-up or error: nothing more will flow.
                         if ev & errBits != 0 { c.close(.reset) }
                     } else {
@@ -205,6 +251,39 @@ public final class Loop {
             c.tick(now)
         }
         for h in tickHandlers { h(now) }
+    }
+
+    // MARK: TLS handshakes beyond the per-turn budget
+
+    /// Queues a connection whose handshake step must wait; the queue is worked off in later turns,
+    /// `handshakesPerTurn` at a time, with other work (established sessions) in between.
+    func deferHandshake(_ c: Connection) {
+        let io = tlsIO
+        io.deferred.append(c)
+        scheduleDeferredHandshakes()
+    }
+
+    private func scheduleDeferredHandshakes() {
+        let io = tlsIO
+        guard !io.resumeScheduled else { return }
+        io.resumeScheduled = true
+        queue.async { [unowned self] in
+            io.resumeScheduled = false
+            nowMs = monotonicMs()
+            io.handshakesThisTurn = 0
+            while io.deferredHead < io.deferred.count, io.handshakesThisTurn < limits.handshakesPerTurn {
+                let c = io.deferred[io.deferredHead]
+                io.deferredHead += 1
+                c.resumeDeferredHandshake()
+            }
+            if io.deferredHead == io.deferred.count {
+                io.deferred = []
+                io.deferredHead = 0
+            } else {
+                if io.deferredHead > 1024 { io.deferred.removeFirst(io.deferredHead); io.deferredHead = 0 }
+                scheduleDeferredHandshakes()
+            }
+        }
     }
 
     // MARK: corking
@@ -229,7 +308,7 @@ public final class Loop {
         if corkCount > 0 {
             let n = corkCount
             corkCount = 0
-            c.sendNow(UnsafeRawBufferPointer(start: corkBuffer, count: n), nil)
+            c.sendCorked(UnsafeRawBufferPointer(start: corkBuffer, count: n))
         }
         if corkCapacity > 256 * 1024 {  // one huge turn must not pin memory
             corkBuffer.deallocate()

@@ -76,6 +76,16 @@ struct Serve: ParsableCommand {
     var chatPartitions: Int?
     @Option(help: "When an event is durable before its ack: always (fdatasync every group commit) or a number of milliseconds between syncs (env PARLEY_FSYNC). Default always.")
     var fsync: String?
+    @Option(help: "TLS certificate chain, PEM (env PARLEY_TLS_CERT). With --tls-key the server speaks TLS (https://, wss://).")
+    var tlsCert: String?
+    @Option(help: "TLS private key, PEM (env PARLEY_TLS_KEY).")
+    var tlsKey: String?
+    @Option(help: "Serve TLS on this port and keep plain HTTP/WebSocket on --port (env PARLEY_TLS_PORT). Without it, --port itself is TLS.")
+    var tlsPort: Int?
+    @Flag(help: "Decline permessage-deflate offers (env PARLEY_NO_COMPRESSION=1). Compression is on by default.")
+    var noCompression = false
+    @Flag(help: "Development: make (or reuse) a self-signed P-256 certificate for localhost in <data-dir>/tls/ and serve TLS with it (env PARLEY_TLS_SELF_SIGNED=1).")
+    var tlsSelfSigned = false
 
     func run() throws {
         var config = ServerConfig()
@@ -106,6 +116,18 @@ struct Serve: ParsableCommand {
             config.fsync = .interval(ms: ms)
         } else {
             throw ValidationError("fsync must be always or 1...10000 (milliseconds)")
+        }
+        config.tlsCertificate = try resolve(tlsCert.map { Optional($0) }, "PARLEY_TLS_CERT", nil) { $0 }
+        config.tlsKey = try resolve(tlsKey.map { Optional($0) }, "PARLEY_TLS_KEY", nil) { $0 }
+        config.tlsPort = try resolve(tlsPort.map { Optional($0) }, "PARLEY_TLS_PORT", nil) { Int($0) }
+        config.tlsSelfSigned = try resolve(tlsSelfSigned ? true : nil, "PARLEY_TLS_SELF_SIGNED", false, parseBool)
+        config.compression = !(try resolve(noCompression ? true : nil, "PARLEY_NO_COMPRESSION", false, parseBool))
+        if (config.tlsCertificate == nil) != (config.tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if config.tlsSelfSigned, config.tlsCertificate != nil { throw ValidationError("--tls-self-signed and --tls-cert are alternatives") }
+        if let p = config.tlsPort {
+            guard (0...65535).contains(p) else { throw ValidationError("tls-port must be 0...65535") }
+            guard config.tlsEnabled else { throw ValidationError("--tls-port needs --tls-cert and --tls-key (or --tls-self-signed)") }
+            guard p != config.port || p == 0 else { throw ValidationError("--tls-port must differ from --port") }
         }
         guard (0...65535).contains(config.port) else { throw ValidationError("port must be 0...65535") }
         guard config.loops >= 0, config.loops <= 1024 else { throw ValidationError("loops must be 0...1024") }
@@ -147,6 +169,14 @@ struct Serve: ParsableCommand {
             s.resume()
             signalSources.append(s)
         }
+        // SIGHUP: reload the TLS certificate and key; open connections keep theirs.
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .main)
+        hup.setEventHandler {
+            do { try server.reloadTLS() } catch { logger.error("TLS reload failed; keeping the old certificate", metadata: ["error": "\(error)"]) }
+        }
+        hup.resume()
+        signalSources.append(hup)
         withExtendedLifetime(signalSources) { dispatchMain() }
     }
 }

@@ -21,6 +21,7 @@ private func feedReader(_ input: [UInt8], limit: Int, pieces: [Int]) -> (events:
                 case .binary(let b): events.append("binary:" + hexString(b))
                 case .ping(let p): events.append("ping:" + hexString(p))
                 case .pong(let p): events.append("pong:" + hexString(p))
+                case .compressed(let op, let z): events.append("compressed-\(op == .text ? "text" : "binary"):" + hexString(z))
                 case .close(let code, let reason):
                     events.append("close:\(code.map(String.init) ?? "nil"):" + hexString(reason))
                     stopped = true

@@ -25,12 +25,12 @@ final class SessionRef: Hashable, @unchecked Sendable {
     static func == (a: SessionRef, b: SessionRef) -> Bool { a === b }
     func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
 
-    /// Sends a frame built once (shared by every recipient) from any queue.
-    func send(_ frame: ByteChunk) {
-        loop.queue.async { [weak self] in self?.ws?.send(frame: frame) }
+    /// Sends a message built once (shared by every recipient, compressed at most once) from any queue.
+    func send(_ message: OutboundMessage) {
+        loop.queue.async { [weak self] in self?.ws?.send(message) }
     }
 
-    func send(_ payload: [UInt8]) { send(FrameEncoder.shared(.text, payload)) }
+    func send(_ payload: [UInt8]) { send(OutboundMessage(.text, payload)) }
 }
 
 /// Reads a conversation's durable events back from the log for replays, history and de-duplication.
@@ -168,19 +168,19 @@ final class ChatService: @unchecked Sendable {
             case .partitionIndex(let p, let i): submit(i, to: partitions[p])
             case .allPartitions(let i): for p in partitions { submit(i, to: p) }
             case .welcome(let s, let views):
-                let frame = FrameEncoder.shared(.text, ServerFrames.welcome(session: s.id, epoch: epoch, user: s.user, conversations: views))
+                let frame = OutboundMessage(.text, ServerFrames.welcome(session: s.id, epoch: epoch, user: s.user, conversations: views))
                 s.loop.queue.async { [weak s] in
-                    s?.ws?.send(frame: frame)
+                    s?.ws?.send(frame)
                     s?.chat?.welcomed()
                 }
             case .reply(let s, let r): s.send(ServerFrames.reply(r))
             case .presence(let user, let status, let to):
                 guard !to.isEmpty else { break }
-                let f = FrameEncoder.shared(.text, ServerFrames.presence(user, status))
+                let f = OutboundMessage(.text, ServerFrames.presence(user, status))
                 for s in to { s.send(f) }
             case .queue(let entries, let to):
                 guard !to.isEmpty else { break }
-                let f = FrameEncoder.shared(.text, ServerFrames.queue(entries))
+                let f = OutboundMessage(.text, ServerFrames.queue(entries))
                 for s in to { s.send(f) }
             }
         }
@@ -216,15 +216,15 @@ final class ChatService: @unchecked Sendable {
             case .reply(let s, let r): s.send(ServerFrames.reply(r))
             case .history(let s, let ref, let c, let events): s.send(ServerFrames.history(ref: ref, conversation: c, events: events))
             case .deliver(let payload, let to):
-                let f = FrameEncoder.shared(.text, payload)
+                let f = OutboundMessage(.text, payload)
                 for s in to { s.send(f) }
             case .typing(let c, let user, let active, let to):
                 guard !to.isEmpty else { break }
-                let f = FrameEncoder.shared(.text, ServerFrames.typing(c, user: user, active: active))
+                let f = OutboundMessage(.text, ServerFrames.typing(c, user: user, active: active))
                 for s in to { s.send(f) }
             case .read(let c, let user, let seq, let to):
                 guard !to.isEmpty else { break }
-                let f = FrameEncoder.shared(.text, ServerFrames.read(c, user: user, seq: seq))
+                let f = OutboundMessage(.text, ServerFrames.read(c, user: user, seq: seq))
                 for s in to { s.send(f) }
             case .resumeFailed(let s, let c, let reason): s.send(ServerFrames.resumeFailed(c.description, reason: reason))
             case .switchboard(let i): toSwitchboard(i)

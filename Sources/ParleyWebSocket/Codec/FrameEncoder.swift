@@ -55,8 +55,8 @@ public enum FrameEncoder {
     /// Writes a masked client frame into `out` (at least `maxHeaderBytes + 4 + payload.count` bytes)
     /// and returns its length. For the client SDK, the load tool and tests.
     @inline(__always)
-    public static func writeMaskedFrame(into out: UnsafeMutableRawPointer, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer, key: UInt32, fin: Bool = true) -> Int {
-        var n = writeHeader(into: out, opcode: opcode, length: payload.count, fin: fin)
+    public static func writeMaskedFrame(into out: UnsafeMutableRawPointer, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer, key: UInt32, fin: Bool = true, rsv1: Bool = false) -> Int {
+        var n = writeHeader(into: out, opcode: opcode, length: payload.count, fin: fin, rsv1: rsv1)
         out.storeBytes(of: out.load(fromByteOffset: 1, as: UInt8.self) | 0x80, toByteOffset: 1, as: UInt8.self)
         out.storeBytes(of: key.littleEndian, toByteOffset: n, as: UInt32.self)
         n += 4

@@ -8,10 +8,14 @@ public enum Handshake {
     public struct Accepted: Equatable {
         public var acceptKey: String
         public var subprotocol: String?
+        /// permessage-deflate, when an offer was accepted, and the response header value.
+        public var deflate: DeflateParameters? = nil
+        public var extensions: String? = nil
     }
 
     /// Validates an upgrade request. On failure returns the HTTP response to send instead.
-    public static func validate(_ head: HTTPRequestHead, subprotocols: [String]) -> Result<Accepted, HandshakeError> {
+    /// With `deflate` enabled, the first acceptable permessage-deflate offer is taken.
+    public static func validate(_ head: HTTPRequestHead, subprotocols: [String], deflate: DeflatePolicy = DeflatePolicy(enabled: false)) -> Result<Accepted, HandshakeError> {
         guard head.method == "GET" else { return .failure(.methodNotGet) }
         guard head.versionMinor >= 1 else { return .failure(.notHTTP11) }
         guard head.headerHasToken("Upgrade", "websocket") else { return .failure(.missingUpgrade) }
@@ -27,14 +31,22 @@ public enum Handshake {
                 }
             }
         }
-        return .success(Accepted(acceptKey: acceptKey(for: key), subprotocol: chosen))
+        var accepted = Accepted(acceptKey: acceptKey(for: key), subprotocol: chosen)
+        if deflate.enabled {
+            let offers = head.headers.filter { $0.name.lowercased() == "sec-websocket-extensions" }.map(\.value)
+            if let (params, response) = DeflateNegotiation.negotiate(offers, policy: deflate) {
+                accepted.deflate = params
+                accepted.extensions = response
+            }
+        }
+        return .success(accepted)
     }
 
     /// The 101 response; `extensions` is a negotiated Sec-WebSocket-Extensions value, if any.
-    public static func response(_ a: Accepted, extensions: String? = nil) -> HTTPResponse {
+    public static func response(_ a: Accepted) -> HTTPResponse {
         var headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", a.acceptKey)]
         if let p = a.subprotocol { headers.append(("Sec-WebSocket-Protocol", p)) }
-        if let e = extensions { headers.append(("Sec-WebSocket-Extensions", e)) }
+        if let e = a.extensions { headers.append(("Sec-WebSocket-Extensions", e)) }
         return HTTPResponse(status: 101, headers: headers)
     }
 

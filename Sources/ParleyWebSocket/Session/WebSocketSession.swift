@@ -16,8 +16,12 @@ public final class WebSocketConfig: @unchecked Sendable {
     public var pongTimeoutMs: UInt64
     /// After the server sends close, how long it waits for the peer's close.
     public var closeTimeoutMs: UInt64
+    /// permessage-deflate: whether offers are accepted, and how.
+    public var deflate: DeflatePolicy
 
-    public init(maxMessageBytes: Int = 64 * 1024, pingIntervalMs: UInt64 = 30_000, pongTimeoutMs: UInt64 = 10_000, closeTimeoutMs: UInt64 = 5_000) {
+    public init(maxMessageBytes: Int = 64 * 1024, pingIntervalMs: UInt64 = 30_000, pongTimeoutMs: UInt64 = 10_000, closeTimeoutMs: UInt64 = 5_000,
+                deflate: DeflatePolicy = DeflatePolicy()) {
+        self.deflate = deflate
         self.reader = FrameReaderLimits(maxMessageBytes: maxMessageBytes)
         self.pingIntervalMs = pingIntervalMs
         self.pongTimeoutMs = pongTimeoutMs
@@ -39,13 +43,20 @@ public final class WebSocketSession: ConnectionHandler {
     private var pingSentMs: UInt64 = 0
     @exclusivity(unchecked) public private(set) var closeSent = false
     private var overflowing = false
+    /// Set when permessage-deflate was negotiated.
+    @exclusivity(unchecked) public private(set) var deflate: PerMessageDeflate?
 
-    public init(connection: Connection, config: WebSocketConfig, subprotocol: String? = nil, delegate: WebSocketDelegate?) {
+    public init(connection: Connection, config: WebSocketConfig, subprotocol: String? = nil, deflate: DeflateParameters? = nil, delegate: WebSocketDelegate?) {
         self.connection = connection
         self.config = config
         self.subprotocol = subprotocol
         self.delegate = delegate
-        self.reader = FrameReader(limits: config.reader)
+        var limits = config.reader
+        if let d = deflate {
+            limits.allowRSV1 = true
+            self.deflate = PerMessageDeflate(d, isServer: true, loop: connection.loop, policy: config.deflate)
+        }
+        self.reader = FrameReader(limits: limits)
         connection.deadlineMs = connection.loop.nowMs + config.pingIntervalMs
     }
 
@@ -60,19 +71,36 @@ public final class WebSocketSession: ConnectionHandler {
         s.withUTF8 { sendFrame(.text, UnsafeRawBufferPointer($0)) }
     }
 
-    /// Sends a frame encoded once for many recipients.
-    public func send(frame: ByteChunk) {
+    /// Sends a message encoded once for many recipients (compressed once, too, when negotiated).
+    public func send(_ message: OutboundMessage) {
         guard !closeSent else { return }
-        connection.loop.counters.messagesOut &+= 1
-        connection.send(frame)
+        let loop = connection.loop
+        loop.counters.messagesOut &+= 1
+        if let d = deflate, let z = message.compressedFrame(d, counters: &loop.counters) {
+            loop.counters.compressedSent &+= 1
+            connection.send(z)
+        } else {
+            connection.send(message.frame)
+        }
     }
 
     @inline(__always)
     func sendFrame(_ op: Opcode, _ payload: UnsafeRawBufferPointer) {
         guard !closeSent else { return }
+        if !op.isControl, deflate != nil, payload.count >= config.deflate.minCompressBytes,
+           let z = deflate!.compress(payload, counters: &connection.loop.counters) {
+            connection.loop.counters.compressedSent &+= 1
+            sendRaw(op, z, rsv1: true)
+            return
+        }
+        sendRaw(op, payload, rsv1: false)
+    }
+
+    @inline(__always)
+    private func sendRaw(_ op: Opcode, _ payload: UnsafeRawBufferPointer, rsv1: Bool) {
         var header: (UInt64, UInt64) = (0, 0)
         withUnsafeMutableBytes(of: &header) { h in
-            let n = FrameEncoder.writeHeader(into: h.baseAddress!, opcode: op, length: payload.count)
+            let n = FrameEncoder.writeHeader(into: h.baseAddress!, opcode: op, length: payload.count, rsv1: rsv1)
             connection.send(header: UnsafeRawBufferPointer(rebasing: h[0..<n]), payload: payload)
         }
     }
@@ -114,6 +142,21 @@ public final class WebSocketSession: ConnectionHandler {
                 if !closeSent { sendFrame(.pong, p) }
             case .pong:
                 break  // any inbound byte already counts as liveness
+            case .compressed(let op, let data):
+                c.loop.counters.messagesIn &+= 1
+                guard !closeSent, deflate != nil else { return connection.isOpen }
+                switch deflate!.inflate(data, cap: config.reader.maxMessageBytes, counters: &c.loop.counters) {
+                case .message(let m):
+                    if op == .text {
+                        guard UTF8Validator.isValid(m) else { fail(.invalidPayload, reason: "invalid UTF-8"); return false }
+                        delegate?.webSocket(self, text: m)
+                    } else {
+                        delegate?.webSocket(self, binary: m)
+                    }
+                case .failed(let code):
+                    fail(code, reason: code == .messageTooBig ? "message too big" : "invalid compressed data")
+                    return false
+                }
             case .close(let code, _):
                 // Echo the peer's code (RFC 6455 §5.5.1), unless we already sent ours; then close TCP.
                 if !closeSent { sendClose(code.map(CloseCode.init(rawValue:))) }
