@@ -29,6 +29,8 @@ class ServerProcess:
             m = re.search(r"http\.port=(\d+)", line)
             if m:
                 self.port = int(m.group(1))
+                t = re.search(r"tls\.port=(\d+)", line)
+                self.tls_port = int(t.group(1)) if t else None
                 break
         if self.port is None:
             self.proc.kill()
