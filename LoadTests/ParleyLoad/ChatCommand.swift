@@ -181,14 +181,14 @@ struct ChatRun {
         let target = common.target
         let runId = chat.runId ?? "load-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
         let started = ISO8601DateFormatter().string(from: Date())
-        var plan = ChatPlan(url: target, customers: chat.customers, agents: chat.agents, ratePerCustomer: chat.perCustomerRate,
+        var plan = ChatPlan(dialer: try common.dialer(), customers: chat.customers, agents: chat.agents, ratePerCustomer: chat.perCustomerRate,
                             jitter: chat.jitter, replyRatio: chat.replyRatio, textBytes: chat.size, agentCapacity: chat.capacity,
-                            runId: runId, withOrders: chat.orders, sources: common.sources)
+                            runId: runId, withOrders: chat.orders)
         if let d = drops { plan.dropsPerSecond = d.perSecond; plan.downMs = d.downMs; plan.dropAgents = d.agents }
 
         // Set-up: tokens (and orders) before any WebSocket.
         let (secret, apiKey) = try chat.credentials()
-        let source: TokenSource = secret.map { .local(secret: $0) } ?? .server(apiKey: apiKey!, host: target.host, port: target.port)
+        let source: TokenSource = secret.map { .local(secret: $0) } ?? .server(apiKey: apiKey!, host: common.restTarget.host, port: common.restTarget.port)
         let ttl = Int(common.warmup + common.duration + chat.drain) + 3600
         var requests = (0..<chat.agents).map { TokenSource.Request(sub: plan.userId(.agent, $0), role: "agent", capacity: plan.agentCapacity, ttlSeconds: ttl) }
         requests += (0..<chat.customers).map { TokenSource.Request(sub: plan.userId(.customer, $0), role: "customer", capacity: nil, ttlSeconds: ttl) }
@@ -197,7 +197,7 @@ struct ChatRun {
               + (chat.replyRatio > 0 ? String(format: " + %.0f%% answered", chat.replyRatio * 100) : ""))
         let tokens = try source.mint(requests)
         if chat.orders {
-            try OrderSeeder.put(users: (0..<chat.customers).map { plan.userId(.customer, $0) }, apiKey: apiKey!, host: target.host, port: target.port)
+            try OrderSeeder.put(users: (0..<chat.customers).map { plan.userId(.customer, $0) }, apiKey: apiKey!, host: common.restTarget.host, port: common.restTarget.port)
         }
 
         let s = ChatScenario(plan: plan, loops: common.loops, customerTokens: Array(tokens[chat.agents...]), agentTokens: Array(tokens[..<chat.agents]))

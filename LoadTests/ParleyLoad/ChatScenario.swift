@@ -7,7 +7,8 @@ import ParleyTransport
 
 /// What one `chat` (or `reconnect`) run does.
 struct ChatPlan {
-    var url: WebSocketURL
+    var dialer: Dialer
+    var url: WebSocketURL { dialer.url }
     var customers: Int
     var agents: Int
     /// Messages per second per customer.
@@ -20,7 +21,6 @@ struct ChatPlan {
     var runId: String
     /// Whether customers have an order (put by the tool) that `conversation.created` must carry.
     var withOrders: Bool
-    var sources: [String]
     /// Reconnect storm: drops per second, how long a dropped user stays away, agents too.
     var dropsPerSecond: Double = 0
     var downMs: Int = 1000
@@ -148,9 +148,8 @@ final class ChatUser: WebSocketClientDelegate {
         guard !scenario.stopping(loop.index) else { return }
         phase = .connecting
         let plan = scenario.plan
-        let src = plan.sources.isEmpty ? nil : plan.sources[(index + (role == .agent ? 7 : 0)) % plan.sources.count]
         do {
-            client = try WebSocketClient.connect(plan.url, on: loop, sourceAddress: src, subprotocols: ["parley.v1"], delegate: self)
+            client = try plan.dialer.connect(on: loop, slot: index + (role == .agent ? 7 : 0), subprotocols: ["parley.v1"], delegate: self)
         } catch {
             stats.connectFailures += 1
             stats.note("connect: \(error)")

@@ -5,15 +5,15 @@ import ParleyTransport
 /// Opens N WebSocket connections (at a target rate, or as fast as the window allows), holds them
 /// idle, and reports connect rate, failures and the server's RSS growth per connection.
 final class ConnectScenario: WebSocketClientDelegate {
-    let url: WebSocketURL
+    let dialer: Dialer
     let group: LoopGroup
     private var opened: [Int]
     private var failed: [Int]
     private var clients: [[WebSocketClient]]
     private var firstError: String?
 
-    init(url: WebSocketURL, loops: Int) {
-        self.url = url
+    init(dialer: Dialer, loops: Int) {
+        self.dialer = dialer
         self.group = LoopGroup(count: loops)
         opened = group.loops.map { _ in 0 }
         failed = group.loops.map { _ in 0 }
@@ -28,7 +28,7 @@ final class ConnectScenario: WebSocketClientDelegate {
     }
 
     /// Issues `count` connects, at most `window` unanswered at once, paced to `rate` per second (0 = unpaced).
-    func open(count: Int, rate: Double, window: Int, sources: [String], deadline: Date, tick: () -> Void = {}) {
+    func open(count: Int, rate: Double, window: Int, deadline: Date, tick: () -> Void = {}) {
         let start = Date()
         var issued = 0
         while issued < count, Date() < deadline, !Interrupt.requested {
@@ -43,10 +43,9 @@ final class ConnectScenario: WebSocketClientDelegate {
             if allowed == 0 { usleep(2_000); continue }
             for i in issued..<(issued + allowed) {
                 let loop = group.loops[i % group.loops.count]
-                let src = sources.isEmpty ? nil : sources[i % sources.count]
                 loop.queue.async {
                     do {
-                        self.clients[loop.index].append(try WebSocketClient.connect(self.url, on: loop, sourceAddress: src, delegate: self))
+                        self.clients[loop.index].append(try self.dialer.connect(on: loop, slot: i, delegate: self))
                     } catch {
                         self.failed[loop.index] += 1
                         if self.firstError == nil { self.firstError = "\(error)" }

@@ -7,7 +7,7 @@ import ParleyTransport
 /// Closed-loop echo: every connection keeps `inflight` messages outstanding; each echo is timed
 /// (the send time travels in the message as 16 hex digits) and answered with a new message.
 final class EchoScenario: WebSocketClientDelegate {
-    let url: WebSocketURL
+    let dialer: Dialer
     let connections: Int
     let inflight: Int
     let size: Int
@@ -16,8 +16,8 @@ final class EchoScenario: WebSocketClientDelegate {
     private var measuring: [Bool]
     private var clients: [[WebSocketClient]]
 
-    init(url: WebSocketURL, connections: Int, inflight: Int, size: Int, loops: Int) {
-        self.url = url
+    init(dialer: Dialer, connections: Int, inflight: Int, size: Int, loops: Int) {
+        self.dialer = dialer
         self.connections = connections
         self.inflight = inflight
         self.size = max(16, size)
@@ -28,13 +28,12 @@ final class EchoScenario: WebSocketClientDelegate {
     }
 
     /// Opens every connection; returns how many opened within the timeout.
-    func connectAll(timeoutSeconds: Double, sourceAddresses: [String]) -> (opened: Int, failed: Int) {
+    func connectAll(timeoutSeconds: Double) -> (opened: Int, failed: Int) {
         for i in 0..<connections {
             let loop = group.loops[i % group.loops.count]
-            let src = sourceAddresses.isEmpty ? nil : sourceAddresses[i % sourceAddresses.count]
             loop.queue.async {
                 do {
-                    let c = try WebSocketClient.connect(self.url, on: loop, sourceAddress: src, delegate: self)
+                    let c = try self.dialer.connect(on: loop, slot: i, delegate: self)
                     self.clients[loop.index].append(c)
                 } catch {
                     self.stats[loop.index].errors += 1

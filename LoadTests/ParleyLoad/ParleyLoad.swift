@@ -31,9 +31,29 @@ struct CommonOptions: ParsableArguments {
     var sourceAddresses: String?
     @Flag(help: "Allow a target that is not on this machine.")
     var allowRemote = false
+    @Flag(help: "Offer permessage-deflate (no context takeover either way: one compressor per loop).")
+    var compression = false
+    @Option(help: "wss://: trust this CA or certificate (PEM), e.g. the server's DATA/tls/cert.pem, instead of the system store.")
+    var tlsCa: String?
+    @Flag(help: "wss://: accept any server certificate (throwaway test certificates only).")
+    var insecure = false
+    @Option(help: "Port of the server's plain REST API (tokens, orders) when --url is a TLS-only port; default: the --url port.")
+    var restPort: Int?
 
     /// The parsed `--url` (valid once `validate()` passed).
     var target: WebSocketURL { WebSocketURL(url)! }
+
+    /// How every client of the run connects: one TLS context for all (certificate loaded once).
+    func dialer() throws -> Dialer {
+        var tls: TLSContext? = nil
+        if target.secure {
+            do { tls = try TLSContext.client(verifyPeer: !insecure, caFile: tlsCa) } catch { throw ValidationError("\(error)") }
+        }
+        return Dialer(url: target, tls: tls, compression: compression, sources: sources)
+    }
+
+    /// Where set-up requests go (plain HTTP).
+    var restTarget: (host: String, port: Int) { (target.host, restPort ?? target.port) }
 
     func validate() throws {
         guard let url = WebSocketURL(url) else { throw ValidationError("--url must look like ws://HOST:PORT/PATH") }
@@ -41,6 +61,8 @@ struct CommonOptions: ParsableArguments {
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be within (0, 3600] seconds") }
         guard warmup >= 0, warmup <= 600 else { throw ValidationError("--warmup must be within [0, 600] seconds") }
         guard (1...256).contains(loops) else { throw ValidationError("--loops must be 1...256") }
+        if tlsCa != nil || insecure { guard url.secure else { throw ValidationError("--tls-ca and --insecure are for wss:// targets") } }
+        if let p = restPort { guard (1...65535).contains(p) else { throw ValidationError("--rest-port must be 1...65535") } }
     }
 
     var sources: [String] { sourceAddresses?.split(separator: ",").map(String.init) ?? [] }
@@ -66,8 +88,8 @@ struct Echo: ParsableCommand {
     func run() throws {
         ProcessSetup.prepare(schedBatch: true)
         let target = common.target
-        let scenario = EchoScenario(url: target, connections: connections, inflight: inflight, size: size, loops: common.loops)
-        let (opened, failed) = scenario.connectAll(timeoutSeconds: 30, sourceAddresses: common.sources)
+        let scenario = EchoScenario(dialer: try common.dialer(), connections: connections, inflight: inflight, size: size, loops: common.loops)
+        let (opened, failed) = scenario.connectAll(timeoutSeconds: 30)
         guard opened > 0 else {
             print("error: no connection opened (\(failed) failed)")
             throw ExitCode(1)
@@ -131,7 +153,7 @@ struct Connect: ParsableCommand {
         let fdLimit = ProcessSetup.prepare(schedBatch: true)
         if connections + 64 > fdLimit { print("warning: fd limit \(fdLimit) is below --connections; raise it (ulimit -n)") }
         let target = common.target
-        let scenario = ConnectScenario(url: target, loops: common.loops)
+        let scenario = ConnectScenario(dialer: try common.dialer(), loops: common.loops)
         Interrupt.install()
         let progress = Progress()
         let sample = { () -> Sample in
@@ -140,7 +162,7 @@ struct Connect: ParsableCommand {
         }
         let rss0 = common.serverPid.flatMap(processRSSBytes)
         let t0 = Date()
-        scenario.open(count: connections, rate: rate, window: window, sources: common.sources, deadline: t0.addingTimeInterval(common.duration + 60)) {
+        scenario.open(count: connections, rate: rate, window: window, deadline: t0.addingTimeInterval(common.duration + 60)) {
             progress.tick(phase: "connect", sample())
         }
         let connectSeconds = Date().timeIntervalSince(t0)
@@ -184,5 +206,19 @@ struct Connect: ParsableCommand {
                 .write(toFile: h, atomically: true, encoding: .utf8)
         }
         if opened == 0 { throw ExitCode(1) }
+    }
+}
+
+/// Connects clients the way the run was told to (ws or wss, compression, source addresses).
+struct Dialer {
+    let url: WebSocketURL
+    let tls: TLSContext?
+    let compression: Bool
+    let sources: [String]
+
+    func connect(on loop: Loop, slot: Int, subprotocols: [String] = [], delegate: WebSocketClientDelegate) throws -> WebSocketClient {
+        let src = sources.isEmpty ? nil : sources[slot % sources.count]
+        return try WebSocketClient.connect(url, on: loop, sourceAddress: src, subprotocols: subprotocols, tls: tls,
+                                           compression: compression, delegate: delegate)
     }
 }
