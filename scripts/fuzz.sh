@@ -14,11 +14,13 @@ build() { # name, harness, sources...
 build frame-reader-fuzz LoadTests/Fuzz/FrameReaderFuzz.swift Sources/ParleyWebSocket/Codec/*.swift
 build http-parser-fuzz LoadTests/Fuzz/HTTPParserFuzz.swift Sources/ParleyHTTP/Parser/HTTPRequestParser.swift
 build record-codec-fuzz LoadTests/Fuzz/RecordCodecFuzz.swift Sources/ParleyLog/CRC32C.swift Sources/ParleyLog/Record.swift
+build inflate-fuzz LoadTests/Fuzz/InflateFuzz.swift Sources/ParleyWebSocket/Compression/Zlib.swift Sources/ParleyWebSocket/Codec/DeflateNegotiation.swift \
+  -I Sources/CZlib -lz
 
 # Seed corpora from the shared vectors, so the fuzzer starts from real frames and requests.
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
-mkdir -p "$seeds/ws" "$seeds/http" "$seeds/log"
+mkdir -p "$seeds/ws" "$seeds/http" "$seeds/log" "$seeds/inflate"
 python3 - "$seeds" <<'PY'
 import json, sys, pathlib
 d = pathlib.Path(sys.argv[1])
@@ -36,8 +38,16 @@ def frame(offset, key, payload):  # a valid-shaped record; its CRC is wrong on p
     return struct.pack("<II", len(body) + 4 - 8 + 4, 0) + body
 for i in range(3):
     (d / "log" / f"{i}").write_bytes(frame(i + 1, b"k%d" % i, b'{"text":"hi"}' * i))
+# Inflate: real compressed messages (even mode byte) and the negotiation vectors' offers (odd).
+for i, msg in enumerate([b'{"type":"message","text":"where is my order?"}' * 20, bytes(range(256)) * 4, b"a" * 5000]):
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    z = c.compress(msg) + c.flush(zlib.Z_SYNC_FLUSH)
+    (d / "inflate" / f"z{i}").write_bytes(bytes([2 * (i + 10)]) + z[:-4])
+for i, line in enumerate(open("Protocol/vectors/ws/deflate-negotiation.jsonl")):
+    offers = json.loads(line)["offers"]
+    (d / "inflate" / f"n{i}").write_bytes(bytes([1]) + "\n".join(offers).encode())
 PY
-for h in frame-reader-fuzz:ws http-parser-fuzz:http record-codec-fuzz:log; do
+for h in frame-reader-fuzz:ws http-parser-fuzz:http record-codec-fuzz:log inflate-fuzz:inflate; do
   name=${h%%:*}; corpus=${h##*:}
   echo "fuzz: $name for ${secs}s"
   if ! "$out/$name" -max_total_time="$secs" -max_len=8192 -print_final_stats=1 -artifact_prefix="$out/$name-" \
