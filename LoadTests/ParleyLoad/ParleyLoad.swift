@@ -162,10 +162,12 @@ struct Connect: ParsableCommand {
         }
         let rss0 = common.serverPid.flatMap(processRSSBytes)
         let t0 = Date()
+        let cpu = CPUWindow(serverPid: common.serverPid)
         scenario.open(count: connections, rate: rate, window: window, deadline: t0.addingTimeInterval(common.duration + 60)) {
             progress.tick(phase: "connect", sample())
         }
         let connectSeconds = Date().timeIntervalSince(t0)
+        let connectCPU = cpu.finish()
         let (opened, failed, err) = scenario.totals()
         progress.run(phase: "settle", seconds: max(1, common.warmup), sample: sample)  // let the server settle before reading its RSS
         let rss1 = common.serverPid.flatMap(processRSSBytes)
@@ -178,10 +180,12 @@ struct Connect: ParsableCommand {
             "connectionsRequested": Double(connections), "opened": Double(opened), "failed": Double(failed),
             "connectSeconds": connectSeconds, "connectsPerSecond": Double(opened) / connectSeconds,
             "toolRSSBytes": Double(toolRSS ?? 0), "heldSeconds": common.duration, "openAtEnd": Double(stillOpen),
-            "interrupted": completed ? 0 : 1,
+            "interrupted": completed ? 0 : 1, "toolCPUPercent": connectCPU.tool,
         ]
+        if let s = connectCPU.server { report["serverCPUPercent"] = s }
         print("connect  \(target)  requested=\(connections) opened=\(opened) failed=\(failed)\(completed ? "" : "  (interrupted)")")
         print(String(format: "  connect rate: %.0f/s over %.2fs; open at the end of the hold: %d", Double(opened) / connectSeconds, connectSeconds, stillOpen))
+        print("  cpu while connecting: " + cpuText(tool: connectCPU.tool, server: connectCPU.server, serverRSS: nil, toolRSS: nil))
         var facts: [(String, String)] = [
             ("scenario", "connect"), ("target", target.description), ("requested / opened / failed", "\(connections) / \(opened) / \(failed)"),
             ("connect rate", String(format: "%.0f/s over %.2f s", Double(opened) / connectSeconds, connectSeconds)),
