@@ -287,3 +287,33 @@ def test_bad_certificates_fail_at_start_with_a_clear_error(tmp_path):
     assert "--tls-cert and --tls-key go together" in err
     err = start_fails(d, "--tls-port", "0")
     assert "--tls-port needs" in err
+
+
+LOAD = os.environ.get("PARLEY_LOAD_BIN", str(Path(__file__).resolve().parents[2] / ".build" / "debug" / "parley-load"))
+
+
+def test_our_client_over_wss_with_compression(tls_server):
+    """ParleyClient (through parley-load): wss:// with the server's CA, permessage-deflate, chat
+    with orders through the plain REST port; every delivery verified."""
+    cert = str(Path(tls_server.data_dir) / "tls" / "cert.pem")
+    before = metric(tls_server, "parley_ws_inflated_messages_total")
+    r = subprocess.run([LOAD, "echo", "--url", f"wss://127.0.0.1:{tls_server.tls_port}/v1/echo", "--tls-ca", cert,
+                        "--compression", "--connections", "10", "--size", "2000", "--warmup", "0.2", "--duration", "1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "errors: 0" in r.stdout
+    r = subprocess.run([LOAD, "chat", "--url", f"wss://127.0.0.1:{tls_server.tls_port}/v1/ws", "--tls-ca", cert, "--compression",
+                        "--rest-port", str(tls_server.port), "--secrets", str(Path(tls_server.data_dir) / "secrets.json"),
+                        "--customers", "20", "--agents", "2", "--total-rate", "40", "--size", "400", "--orders",
+                        "--warmup", "0.5", "--duration", "1.5"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "verdict: PASS" in r.stdout
+    time.sleep(0.6)
+    assert metric(tls_server, "parley_ws_inflated_messages_total") > before  # the client really compressed
+
+
+def test_our_client_refuses_an_untrusted_certificate(tls_server):
+    r = subprocess.run([LOAD, "connect", "--url", f"wss://127.0.0.1:{tls_server.tls_port}/v1/echo", "--connections", "2",
+                        "--duration", "0.5"], capture_output=True, text=True, timeout=60)
+    assert "opened=0" in r.stdout and "failed=2" in r.stdout, r.stdout + r.stderr
+    assert "certificate verification failed" in r.stdout, r.stdout
