@@ -203,16 +203,11 @@ public final class WebSocketClient: ConnectionHandler {
             case .pong: break
             case .compressed(let op, let data):
                 guard deflate != nil else { return false }
-                switch deflate!.inflate(data, cap: maxMessageBytes, counters: &c.loop.counters) {
+                switch deflate!.inflate(op, data, cap: maxMessageBytes, counters: &c.loop.counters) {
                 case .message(let m):
-                    if op == .text {
-                        guard UTF8Validator.isValid(m) else { fail("server sent invalid UTF-8"); return false }
-                        delegate?.client(self, text: m)
-                    } else {
-                        delegate?.client(self, binary: m)
-                    }
-                case .failed(let code):
-                    fail("cannot inflate a server message (\(code.rawValue))")
+                    if op == .text { delegate?.client(self, text: m) } else { delegate?.client(self, binary: m) }
+                case .failed(let code, let reason):
+                    fail("bad compressed message from the server: \(reason) (\(code.rawValue))")
                     return false
                 }
             case .close(let code, _):

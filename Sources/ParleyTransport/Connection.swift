@@ -309,7 +309,9 @@ public final class Connection {
         if loop.corkOwner === self { loop.uncork() }
         if let t = tls, t.handshakeDone, !t.shutdownSent {
             t.shutdownSent = true
-            _ = SSL_shutdown(t.ssl)  // queues close_notify; the peer's is not awaited
+            // Queues close_notify; the peer's is not awaited. A refusal leaves errors on this thread's
+            // queue, which the next connection served by the thread must not see.
+            if SSL_shutdown(t.ssl) < 0 { _ = TLS.takeError() }
             drainTLSOutput()
             guard state == .open else { return }
         }
@@ -331,7 +333,7 @@ public final class Connection {
         if closeReason == .normal { closeReason = reason }
         state = .closed
         tls = nil  // frees the SSL object (and its buffers) now
-        if handshakeDeferred { handshakeDeferred = false }
+        handshakeDeferred = false
         pending = []
         outbound = []
         outHead = 0
@@ -551,6 +553,7 @@ extension Connection {
             if v != Int(X509_V_OK) { why = "certificate verification failed: " + String(cString: X509_verify_cert_error_string(v)) }
         }
         tlsFailure = why
+        tls?.shutdownSent = true  // no close_notify after a fatal error (OpenSSL would refuse it)
         loop.counters.tlsErrors &+= 1
         if state == .open, outHead < outbound.count || loop.tlsIO.outCount > 0 {
             closeReason = .tls

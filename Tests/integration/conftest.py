@@ -1,5 +1,5 @@
 """Starts the real `parley` binary for the integration tests and talks to it over real sockets."""
-import json, os, re, signal, socket, subprocess, sys, time
+import json, os, re, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
 
@@ -77,6 +77,16 @@ def fresh_server():
     yield start
     for s in servers:
         s.stop(signal.SIGKILL)
+
+
+def metric(server, name):
+    """A counter or gauge from the server's /metrics (0 if absent). Loop counters reach it on the
+    loops' 250 ms tick: wait ~0.6 s after the traffic."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def jsonl(name):

@@ -3,7 +3,7 @@ Protocol/vectors/ws/deflate-negotiation.jsonl, compressed and fragmented round t
 Python's zlib (independent of the server's), bombs, corrupt data, and compress-once fan-out."""
 import asyncio, json, os, socket, struct, time, urllib.request, zlib
 import pytest, websockets
-from conftest import jsonl
+from conftest import jsonl, metric
 from chatclient import Client
 import wsraw
 
@@ -180,14 +180,6 @@ def test_no_compression_flag_declines(fresh_server):
     sock = s.connect()
     head = wsraw.upgrade(sock, extra="Sec-WebSocket-Extensions: permessage-deflate\r\n")
     assert extension_header(head) is None
-
-
-def metric(server, name):
-    body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode()
-    for line in body.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 def test_one_event_to_many_recipients_is_compressed_once(fresh_server):

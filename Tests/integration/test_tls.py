@@ -3,7 +3,7 @@ Python's ssl + websockets, and `openssl s_client`."""
 import asyncio, hashlib, os, shutil, signal, socket, ssl, subprocess, threading, time, urllib.request
 from pathlib import Path
 import pytest, websockets
-from conftest import ServerProcess
+from conftest import BIN, ServerProcess, metric
 
 OPENSSL = shutil.which("openssl")
 
@@ -45,14 +45,6 @@ def tls_server():
     s.stop()
 
 
-def metric(server, name):
-    body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode()
-    for line in body.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
 def test_wss_echo_tls13_alpn_and_large_messages(tls_server):
     async def run():
         async with websockets.connect(f"wss://127.0.0.1:{tls_server.tls_port}/v1/echo", ssl=ctx_for(tls_server),
@@ -88,6 +80,21 @@ def test_alpn_http11_offered_h2_gets_http11(tls_server):
             assert s.selected_alpn_protocol() == "http/1.1"
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
             assert s.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+def test_graceful_close_sends_close_notify(tls_server):
+    """Connection: close over TLS ends with close_notify: Python's ssl reads a clean end of stream,
+    not SSLEOFError (a bare TCP close)."""
+    with socket.create_connection(("127.0.0.1", tls_server.tls_port), timeout=5) as raw:
+        with ctx_for(tls_server).wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                c = s.recv(4096)  # raises ssl.SSLEOFError if the server closed without close_notify
+                if not c:
+                    break
+                data += c
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b'{"status":"ok"}')
 
 
 def test_tls12_client_still_works(tls_server):
@@ -261,8 +268,7 @@ def test_sighup_reloads_the_certificate_without_dropping_connections(fresh_serve
 
 
 def start_fails(*args):
-    p = subprocess.run([os.environ.get("PARLEY_BIN", str(Path(__file__).resolve().parents[2] / ".build" / "debug" / "parley")),
-                        "serve", "--port", "0", "--data-dir", args[0], *args[1:]], capture_output=True, text=True, timeout=30)
+    p = subprocess.run([BIN, "serve", "--port", "0", "--data-dir", args[0], *args[1:]], capture_output=True, text=True, timeout=30)
     assert p.returncode != 0
     return p.stderr
 

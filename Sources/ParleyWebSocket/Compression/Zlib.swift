@@ -6,32 +6,39 @@ import CZlib
 /// The 4 bytes a sync flush ends with: removed by the sender, put back by the receiver (§7.2.1-2).
 let deflateTail: [UInt8] = [0x00, 0x00, 0xFF, 0xFF]
 
+/// A z_stream at a stable address (zlib keeps a back-pointer to it), set up by `start`; nil, and
+/// nothing left allocated, if zlib refuses the parameters.
+private func makeStream(_ start: (z_streamp) -> Int32) -> z_streamp? {
+    let s = z_streamp.allocate(capacity: 1)
+    s.initialize(to: z_stream())
+    guard start(s) == Z_OK else {
+        s.deinitialize(count: 1)
+        s.deallocate()
+        return nil
+    }
+    return s
+}
+
+private func freeStream(_ s: z_streamp, _ end: (z_streamp) -> Int32) {
+    _ = end(s)
+    s.deinitialize(count: 1)
+    s.deallocate()
+}
+
 /// One raw deflate stream. Each message is compressed whole and the stream reset after it
 /// (no context takeover), so the output depends on the message alone and can be shared.
 public final class Deflater {
-    private let stream: UnsafeMutablePointer<z_stream>
+    private let stream: z_streamp
     public let windowBits: Int
 
     /// Nil if zlib refuses the parameters (notably windowBits 8 for raw deflate).
     public init?(windowBits: Int, level: Int = 1, memLevel: Int = 8) {
-        // zlib keeps a back-pointer: the stream must not move. Set up before `self` is complete,
-        // so a refusal never reaches deinit.
-        let s = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
-        s.initialize(to: z_stream())
-        guard parley_deflateInit2(s, Int32(level), -Int32(windowBits), Int32(memLevel)) == Z_OK else {
-            s.deinitialize(count: 1)
-            s.deallocate()
-            return nil
-        }
+        guard let s = makeStream({ parley_deflateInit2($0, Int32(level), -Int32(windowBits), Int32(memLevel)) }) else { return nil }
         stream = s
         self.windowBits = windowBits
     }
 
-    deinit {
-        deflateEnd(stream)
-        stream.deinitialize(count: 1)
-        stream.deallocate()
-    }
+    deinit { freeStream(stream, deflateEnd) }
 
     /// Room `compress` needs for `n` input bytes.
     public func bound(_ n: Int) -> Int { Int(deflateBound(stream, uLong(n))) + 16 }
@@ -55,7 +62,7 @@ public final class Deflater {
 
 /// One raw inflate stream with a hard cap on the output of a message.
 public final class Inflater {
-    private let stream: UnsafeMutablePointer<z_stream>
+    private let stream: z_streamp
     public let windowBits: Int
 
     public enum Outcome: Equatable {
@@ -67,22 +74,12 @@ public final class Inflater {
     }
 
     public init?(windowBits: Int) {
-        let s = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
-        s.initialize(to: z_stream())
-        guard parley_inflateInit2(s, -Int32(windowBits)) == Z_OK else {
-            s.deinitialize(count: 1)
-            s.deallocate()
-            return nil
-        }
+        guard let s = makeStream({ parley_inflateInit2($0, -Int32(windowBits)) }) else { return nil }
         stream = s
         self.windowBits = windowBits
     }
 
-    deinit {
-        inflateEnd(stream)
-        stream.deinitialize(count: 1)
-        stream.deallocate()
-    }
+    deinit { freeStream(stream, inflateEnd) }
 
     /// Inflates one whole message (its frames' payloads joined) into `out`, which must have room
     /// for `cap + 1` bytes: output past `cap` is how a bomb is seen, and it stops there.

@@ -86,9 +86,6 @@ public struct PerMessageDeflate {
         state = DeflateLoopState.on(loop)
     }
 
-    /// Whether this end holds an inflater of its own (memory, for the benchmarks and tests).
-    public var ownsInflater: Bool { own != nil }
-
     /// Compresses `payload` into loop scratch (valid until the next compression on this loop).
     /// Nil: too small to be worth it, no gain, or no compressor for the window.
     public func compress(_ payload: UnsafeRawBufferPointer, counters: inout LoopCounters) -> UnsafeRawBufferPointer? {
@@ -102,13 +99,15 @@ public struct PerMessageDeflate {
     }
 
     public enum Inflated {
-        /// In loop scratch: valid until the next inflate on this loop.
+        /// In loop scratch: valid until the next inflate on this loop. Text is valid UTF-8.
         case message(UnsafeRawBufferPointer)
-        case failed(CloseCode)
+        /// `1009` past the cap, `1007` for bad deflate data or text that is not UTF-8.
+        case failed(CloseCode, reason: String)
     }
 
-    /// Inflates a whole compressed message into loop scratch, at most `cap` bytes.
-    public mutating func inflate(_ data: UnsafeRawBufferPointer, cap: Int, counters: inout LoopCounters) -> Inflated {
+    /// Inflates a whole compressed message (`op` text or binary) into loop scratch, at most `cap`
+    /// bytes, and checks that text is UTF-8: the one receive path of both sides.
+    public mutating func inflate(_ op: Opcode, _ data: UnsafeRawBufferPointer, cap: Int, counters: inout LoopCounters) -> Inflated {
         let inflater: Inflater?
         if peerResets {
             inflater = state.sharedInflater(bits: receiveBits)
@@ -116,13 +115,16 @@ public struct PerMessageDeflate {
             if own == nil { own = Inflater(windowBits: receiveBits) }
             inflater = own
         }
-        guard let inflater else { return .failed(.internalError) }
+        guard let inflater else { return .failed(.internalError, reason: "no inflater") }
         counters.inflateRuns &+= 1
         let out = state.inflateBuffer(cap + 1)
         switch inflater.inflate(data, into: out, cap: cap, keepContext: !peerResets) {
-        case .ok(let n): return .message(UnsafeRawBufferPointer(start: out, count: n))
-        case .tooBig: return .failed(.messageTooBig)
-        case .corrupt: return .failed(.invalidPayload)
+        case .ok(let n):
+            let m = UnsafeRawBufferPointer(start: out, count: n)
+            if op == .text, !UTF8Validator.isValid(m) { return .failed(.invalidPayload, reason: "invalid UTF-8") }
+            return .message(m)
+        case .tooBig: return .failed(.messageTooBig, reason: "message too big")
+        case .corrupt: return .failed(.invalidPayload, reason: "invalid compressed data")
         }
     }
 }

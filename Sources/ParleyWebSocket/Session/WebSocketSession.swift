@@ -87,8 +87,7 @@ public final class WebSocketSession: ConnectionHandler {
     @inline(__always)
     func sendFrame(_ op: Opcode, _ payload: UnsafeRawBufferPointer) {
         guard !closeSent else { return }
-        if !op.isControl, deflate != nil, payload.count >= config.deflate.minCompressBytes,
-           let z = deflate!.compress(payload, counters: &connection.loop.counters) {
+        if !op.isControl, deflate != nil, let z = deflate!.compress(payload, counters: &connection.loop.counters) {
             connection.loop.counters.compressedSent &+= 1
             sendRaw(op, z, rsv1: true)
             return
@@ -145,16 +144,11 @@ public final class WebSocketSession: ConnectionHandler {
             case .compressed(let op, let data):
                 c.loop.counters.messagesIn &+= 1
                 guard !closeSent, deflate != nil else { return connection.isOpen }
-                switch deflate!.inflate(data, cap: config.reader.maxMessageBytes, counters: &c.loop.counters) {
+                switch deflate!.inflate(op, data, cap: config.reader.maxMessageBytes, counters: &c.loop.counters) {
                 case .message(let m):
-                    if op == .text {
-                        guard UTF8Validator.isValid(m) else { fail(.invalidPayload, reason: "invalid UTF-8"); return false }
-                        delegate?.webSocket(self, text: m)
-                    } else {
-                        delegate?.webSocket(self, binary: m)
-                    }
-                case .failed(let code):
-                    fail(code, reason: code == .messageTooBig ? "message too big" : "invalid compressed data")
+                    if op == .text { delegate?.webSocket(self, text: m) } else { delegate?.webSocket(self, binary: m) }
+                case .failed(let code, let reason):
+                    fail(code, reason: reason)
                     return false
                 }
             case .close(let code, _):
