@@ -147,16 +147,11 @@ enum FileIO {
         return n == size ? out : nil
     }
 
-    /// Writes a whole file atomically: temp file, fdatasync, rename, directory fsync.
+    /// Writes a whole file atomically and durably (`DurableFile`); errno is left set on failure.
     static func writeAtomically(_ path: String, _ bytes: [UInt8], directory: String) -> Bool {
-        let tmp = path + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return false }
-        let ok = bytes.withUnsafeBytes { pwriteAll(fd, $0, at: 0) == nil } && fdatasync(fd) == 0
-        close(fd)
-        guard ok, rename(tmp, path) == 0 else { unlink(tmp); return false }
-        fsyncDirectory(directory)
-        return true
+        guard let e = DurableFile.write(bytes, to: path, directory: directory) else { return true }
+        errno = e
+        return false
     }
 }
 

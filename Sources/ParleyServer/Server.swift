@@ -82,7 +82,19 @@ public final class Server {
         router.add("POST", "/v1/tokens") { req, _, _ in TokenRoutes.mint(req, apiKey: apiKey, tokens: tokens) }
         let chat = self.chat
         router.add("GET", "/metrics") { [unowned self] _, _, _ in
-            .respond(metrics.scrape(openConnections: budget?.openConnections ?? 0, durableOffset: log.durableOffset, chat: chat))
+            // Loops add their counters to the registry on each tick; a scrape first asks every loop
+            // to add what it has, so it counts everything the server did before the request came.
+            let loops = group?.loops ?? []
+            return .deferred { reply in
+                let flushed = DispatchGroup()
+                for loop in loops {
+                    flushed.enter()
+                    loop.queue.async { self.metrics.absorb(&loop.counters); flushed.leave() }
+                }
+                flushed.notify(queue: .global()) {
+                    reply(self.metrics.scrape(openConnections: self.budget?.openConnections ?? 0, durableOffset: self.log.durableOffset, chat: chat))
+                }
+            }
         }
         let orders = self.orders
         router.add("PUT", "/v1/users/{userId}/orders/{orderId}") { req, p, _ in
@@ -227,7 +239,11 @@ extension Server {
             if !t.isEmpty { return t }
         }
         let id = ChatSession.sessionID()
-        try (id + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        // Durable before anyone sees it: a new epoch after a power cut would make every client
+        // reload what it could have resumed.
+        if let e = DurableFile.write(Array((id + "\n").utf8), to: path, directory: dataDir) {
+            throw LogError.io("write \(path)", errno: e)
+        }
         return id
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ParleyLog
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,15 +55,7 @@ public enum SecretsStore {
     private static func write(_ s: Secrets, to file: String, dataDir: String) throws {
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         let json = try JSONSerialization.data(withJSONObject: ["jwtSecret": s.jwtSecret, "apiKey": s.apiKey], options: [.sortedKeys])
-        let tmp = file + ".tmp"
-        unlink(tmp)
         // Created 0600 from the start: the secret never exists readable by others, not even briefly.
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SecretsError.unwritable(tmp, errno) }
-        let ok = json.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) == $0.count } && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(tmp, file) == 0 else { let e = errno; unlink(tmp); throw SecretsError.unwritable(file, e) }
-        let dfd = open(dataDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        if let e = DurableFile.write(Array(json), to: file, directory: dataDir, mode: 0o600) { throw SecretsError.unwritable(file, e) }
     }
 }
