@@ -92,18 +92,30 @@ class Client:
             except asyncio.TimeoutError:
                 pass
 
+    async def until(self, cond, timeout=10.0, what="condition"):
+        """Waits until `cond()` holds, checking again as each frame arrives."""
+        deadline = time.monotonic() + timeout
+        while not cond():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closed.is_set():
+                raise AssertionError(f"{what}: not within {timeout}s; inbox: {self.inbox[-10:]}")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+    async def caught_up(self, conversation, seq, timeout=10.0):
+        """Waits until the event numbered `seq` of `conversation` has arrived (events of one
+        conversation arrive in seq order, so everything before it has too)."""
+        await self.until(lambda: seq in self.seqs(conversation), timeout, f"seq {seq} of {conversation}")
+
     async def request(self, frame, timeout=5.0):
         """Sends with a fresh ref and returns the direct reply carrying it."""
         self._refs += 1
         ref = frame.get("ref") or f"r{self._refs}"
         await self.send({**frame, "ref": ref})
         return await self.wait(lambda m: m.get("ref") == ref, timeout)
-
-    async def quiet(self, pred, seconds):
-        """Asserts nothing matching arrives for `seconds`."""
-        await asyncio.sleep(seconds)
-        hits = [m for m in self.inbox if pred(m)]
-        assert not hits, f"unexpected {hits}"
 
     def seqs(self, conversation):
         return [e["seq"] for e in self.events if e["conversation"] == conversation]
@@ -115,6 +127,15 @@ class Client:
     @property
     def close_code(self):
         return self.ws.close_code
+
+
+async def eventually(cond, timeout=30.0, what="condition"):
+    """Waits until `cond()` holds, for states no frame announces (a thread's progress, a file)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(0.01)
 
 
 def run(coro):

@@ -1,11 +1,16 @@
 """Starts the real `parley` binary for the integration tests and talks to it over real sockets."""
-import json, os, re, signal, socket, subprocess, sys, time, urllib.request
+import json, os, re, signal, socket, subprocess, sys, threading, time, urllib.request
 from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "Protocol" / "vectors"
 BIN = os.environ.get("PARLEY_BIN", str(ROOT / ".build" / "debug" / "parley"))
+
+
+# The readiness mode each server said it started in ("listening ... readiness=epoll"); written
+# to $PARLEY_TEST_MODES_FILE at the end, so scripts/test.sh can check a pass ran in its mode.
+STARTED_MODES = []
 
 
 class ServerProcess:
@@ -20,6 +25,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(self.args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=e, text=True)
         self.port = None
         self.log = []
+        self._logged = threading.Condition()
         deadline = time.time() + 20
         while time.time() < deadline:
             line = self.proc.stderr.readline()
@@ -31,10 +37,34 @@ class ServerProcess:
                 self.port = int(m.group(1))
                 t = re.search(r"tls\.port=(\d+)", line)
                 self.tls_port = int(t.group(1)) if t else None
+                r = re.search(r"readiness=(\w+)", line)
+                STARTED_MODES.append(r.group(1) if r else "?")
                 break
         if self.port is None:
             self.proc.kill()
             raise RuntimeError("server did not start: " + "".join(self.log))
+        # Keep reading its log, so the pipe never fills and tests can wait for a line.
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            with self._logged:
+                self.log.append(line)
+                self._logged.notify_all()
+
+    def wait_log(self, text, timeout=30, after=0):
+        """Waits for a log line containing `text` among lines number `after` onwards; returns
+        the index after it (pass it as `after` to wait for the next one)."""
+        deadline = time.monotonic() + timeout
+        with self._logged:
+            while True:
+                for i in range(after, len(self.log)):
+                    if text in self.log[i]:
+                        return i + 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no log line with {text!r} within {timeout}s: {self.log[-5:]}")
+                self._logged.wait(left)
 
     @property
     def secrets(self):
@@ -80,8 +110,8 @@ def fresh_server():
 
 
 def metric(server, name):
-    """A counter or gauge from the server's /metrics (0 if absent). Loop counters reach it on the
-    loops' 250 ms tick: wait ~0.6 s after the traffic."""
+    """A counter or gauge from the server's /metrics (0 if absent). A scrape counts everything the
+    server did before the request arrived."""
     body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode()
     for line in body.splitlines():
         if line.startswith(name + " "):
@@ -91,3 +121,49 @@ def metric(server, name):
 
 def jsonl(name):
     return [json.loads(l) for l in (VECTORS / name).read_text().splitlines() if l.strip()]
+
+
+def wait_for(check, timeout=30.0, what="condition"):
+    """Polls `check()` until it returns something true, and returns that; for states no message
+    announces (a file, another process's progress). Fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.02)
+
+
+class PowerCut:
+    """Tests/integration/powercut/powercut.c, preloaded into a process: beside its data dir it
+    keeps exactly what a power cut would leave (fsynced bytes, names made durable by a directory
+    fsync), so a test can kill -9 it and start again from that."""
+
+    def __init__(self, lib):
+        self.lib = lib
+
+    def env(self, data_dir, shadow_dir):
+        return {"LD_PRELOAD": self.lib, "PARLEY_POWERCUT_DIR": str(data_dir), "PARLEY_POWERCUT_SHADOW": str(shadow_dir)}
+
+    @staticmethod
+    def after(shadow_dir):
+        """The data dir the machine comes back with. Checks that the shim ran and saw syncs."""
+        stats = (Path(shadow_dir) / "powercut.log").read_text()
+        assert int(re.search(r"syncs=(\d+)", stats).group(1)) > 0, stats
+        return str(Path(shadow_dir) / "data")
+
+
+@pytest.fixture(scope="session")
+def powercut(tmp_path_factory):
+    lib = tmp_path_factory.mktemp("powercut") / "powercut.so"
+    src = ROOT / "Tests" / "integration" / "powercut" / "powercut.c"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-Wall", "-Wno-format-truncation", "-o", str(lib), str(src), "-ldl"], check=True)
+    return PowerCut(str(lib))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    out = os.environ.get("PARLEY_TEST_MODES_FILE")
+    if out:
+        Path(out).write_text(json.dumps(STARTED_MODES))

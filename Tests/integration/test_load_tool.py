@@ -1,7 +1,7 @@
 """The load tool against the real server: short echo, chat and reconnect runs, verified end to end."""
 import json, os, signal, subprocess, time
 from pathlib import Path
-from conftest import ROOT, ServerProcess
+from conftest import ROOT, ServerProcess, metric, wait_for
 
 LOAD = os.environ.get("PARLEY_LOAD_BIN", str(ROOT / ".build" / "debug" / "parley-load"))
 
@@ -93,7 +93,8 @@ def test_chat_fails_loudly_when_the_server_goes_away(fresh_server, tmp_path):
     p = subprocess.Popen([LOAD, "chat", "--url", f"{srv.url}/v1/ws", "--jwt-secret", srv.secrets["jwtSecret"],
                           "--customers", "10", "--agents", "2", "--rate", "5", "--warmup", "0", "--duration", "4",
                           "--drain", "1", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    # Killed mid-run: once all 12 users have a session (a scrape counts every session opened before it).
+    wait_for(lambda: metric(srv, "parley_chat_sessions") >= 12, timeout=60, what="12 chat sessions")
     srv.stop(signal.SIGKILL)
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 2, stdout + stderr
@@ -110,9 +111,12 @@ def test_chat_needs_credentials():
 
 def test_ctrl_c_prints_the_summary_so_far(echo_server, tmp_path):
     out = tmp_path / "int.json"
+    sent0 = metric(echo_server, "parley_ws_messages_sent_total")
     p = subprocess.Popen([LOAD, "echo", "--url", f"{echo_server.url}/v1/echo", "--connections", "5", "--warmup", "0",
                           "--duration", "60", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2)
+    # Interrupted once echoes flow: the tool sends each connection's next message only after the
+    # echo of its last, so 100 echoes sent by the server means the tool has received most of them.
+    wait_for(lambda: metric(echo_server, "parley_ws_messages_sent_total") >= sent0 + 100, timeout=60, what="100 echoes")
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=30)
     assert p.returncode == 0, stdout + stderr

@@ -69,13 +69,27 @@ def test_handshake_vectors(echo_server, case):
         assert headers[k.lower()] == v
 
 
-FRAME_CASES = [c for c in jsonl("ws/frames.jsonl") if c.get("maxMessageBytes", 65536) == 65536]
+FRAME_CASES = jsonl("ws/frames.jsonl")
+
+
+@pytest.fixture(scope="module")
+def echo_server_for():
+    """An echo server per message limit the frame vectors name, started on first use."""
+    servers = {}
+    def get(limit):
+        if limit not in servers:
+            servers[limit] = ServerProcess("--echo", "--max-message-bytes", str(limit))
+        return servers[limit]
+    yield get
+    for s in servers.values():
+        s.stop()
 
 
 @pytest.mark.parametrize("case", FRAME_CASES, ids=lambda c: c["name"])
-def test_frame_vectors_against_the_real_server(echo_server, case):
-    """Every frame vector over a real socket: the echo server answers each event, then closes as expected."""
-    s = echo_server.connect()
+def test_frame_vectors_against_the_real_server(echo_server_for, case):
+    """Every frame vector over a real socket, each against a server with the vector's message
+    limit: the echo server answers each event, then closes as expected."""
+    s = echo_server_for(case.get("maxMessageBytes", 65536)).connect()
     upgrade(s)
     s.sendall(bytes.fromhex(case["input"]))
     r = FrameReader(s)

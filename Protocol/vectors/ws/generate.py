@@ -54,8 +54,8 @@ case("65535-byte binary (16-bit max)", frame(B, b"z" * 65535), [{"binaryHex": (b
 case("65536-byte text with a 16-bit limit+1 gets 1009", frame(T, b"z" * 65536), [], 1009, max_bytes=65535)
 case("declared length over the limit fails before the payload arrives", frame(T, b"", length=70000)[:14], [], 1009)
 case("64-bit length with the top bit set", bytes([0x82, 0xFF]) + b"\x80" + b"\x00" * 7 + KEY, [], 1002)
-case("fragments together over the limit", frame(T, b"a" * 60, fin=False) + frame(0, b"b" * 60), [], 1009, max_bytes=100)
-case("fragments exactly at the limit", frame(T, b"a" * 50, fin=False) + frame(0, b"b" * 50), [{"text": "a" * 50 + "b" * 50}], max_bytes=100)
+case("fragments together over the limit", frame(T, b"a" * 120, fin=False) + frame(0, b"b" * 120), [], 1009, max_bytes=200)
+case("fragments exactly at the limit", frame(T, b"a" * 100, fin=False) + frame(0, b"b" * 100), [{"text": "a" * 100 + "b" * 100}], max_bytes=200)
 for rsv in (1, 2, 4):
     case(f"RSV bits {rsv:03b} without extension", frame(T, b"x", rsv=rsv), [], 1002)
 for op in (3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF):
