@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer"]),
-        .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat", "ParleyLog"]),
+        .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat", "ParleyLog", "ParleyProtocol"]),
         .testTarget(name: "ParleyProtocolTests", dependencies: ["ParleyProtocol", "ParleyChat", "ParleyLog"]),
         .testTarget(name: "ParleyLogTests", dependencies: ["ParleyLog", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "ParleyLoadTests", dependencies: ["ParleyLoad", "ParleyServer", .product(name: "Histogram", package: "hdrhistogram-swift")]),

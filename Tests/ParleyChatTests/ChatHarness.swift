@@ -1,5 +1,6 @@
 import ParleyChat
 import ParleyLog
+import ParleyProtocol
 
 /// Drives partitions and the switchboard the way the server does (FIFO hops between them), with a
 /// log in memory whose appends stay in flight until `flush`. Sessions are plain integers.
@@ -23,6 +24,8 @@ final class ChatHarness: ChatStore {
     var inbox: [S: [Got]] = [:]
     var stored: [ConversationID: [(seq: UInt64, ts: Int64, key: [UInt8], payload: [UInt8])]] = [:]
     var reads: [(ConversationID, String, UInt64)] = []
+    /// Every record that landed, in the order the log took them.
+    var landed: [Record] = []
     var inFlight: [(partition: Int, token: UInt64, record: Record)] = []
     private var work: [() -> Void] = []
     private var ids: UInt64 = 0
@@ -35,23 +38,25 @@ final class ChatHarness: ChatStore {
         books = (0..<partitions).map { ConversationBook(partition: $0, store: self, encode: ChatHarness.encode) }
     }
 
-    static func encode(_ e: SequencedEvent) -> [UInt8] {
-        let kind: String
-        switch e.event {
-        case .created: kind = "created"
-        case .message(_, let text, _): kind = "message:" + text
-        case .orderAttached(let o): kind = "order:" + o.id
-        case .assigned(let a): kind = "assigned:" + a.id
-        case .transferred(_, let to): kind = "transferred:" + (to?.id ?? "queue")
-        case .resolved: kind = "resolved"
-        case .csat(_, let s, _): kind = "csat:\(s)"
+    /// Events are stored and delivered as the server's own bytes (ParleyProtocol), so what the
+    /// tests see is what the server would write to the log and to clients.
+    static func encode(_ e: SequencedEvent) -> [UInt8] { ServerFrames.event(e) }
+
+    static func kind(_ e: ChatEvent) -> String {
+        switch e {
+        case .created: return "created"
+        case .message(_, let text, _): return "message:" + text
+        case .orderAttached(let o): return "order:" + o.id
+        case .assigned(let a): return "assigned:" + a.id
+        case .transferred(_, let to): return "transferred:" + (to?.id ?? "queue")
+        case .resolved: return "resolved"
+        case .csat(_, let s, _): return "csat:\(s)"
         }
-        return Array("\(e.conversation.low)|\(e.seq)|\(kind)".utf8)
     }
 
     static func decode(_ p: [UInt8]) -> Got {
-        let parts = String(decoding: p, as: UTF8.self).split(separator: "|", maxSplits: 2).map(String.init)
-        return .event(ConversationID(high: 0xC0, low: UInt64(parts[0])!), UInt64(parts[1])!, parts[2])
+        guard let e = ServerFrames.decodeEvent(p) else { return .event(.none, 0, "undecodable") }
+        return .event(e.conversation, e.seq, kind(e.event))
     }
 
     // MARK: ChatStore
@@ -81,6 +86,7 @@ final class ChatHarness: ChatStore {
                 if r.sequence != last + 1 { ok = false }
             }
             if ok {
+                landed.append(r)
                 if r.sequence > 0 { stored[r.conversation, default: []].append((r.sequence, r.timestampMs, r.key, r.payload)) }
                 if r.type == .readMarker, let (u, s) = ReadMarkerCodec.decode(r.payload) { reads.append((r.conversation, u, s)) }
             }
@@ -140,6 +146,8 @@ final class ChatHarness: ChatStore {
 
     static func customer(_ id: String) -> Person { Person(id: id, role: .customer, name: id.uppercased()) }
     static func agent(_ id: String) -> Person { Person(id: id, role: .agent, name: id.uppercased()) }
+    /// An order as the server snapshots it: its id and its stored JSON.
+    static func order(_ id: String) -> OrderSnapshot { OrderSnapshot(id: id, json: Array(#"{"id":"\#(id)"}"#.utf8)) }
 
     /// Opens a session and returns what it got (welcome first).
     @discardableResult

@@ -1,5 +1,7 @@
+import Foundation
 import ParleyChat
 import ParleyLog
+import ParleyProtocol
 import XCTest
 
 final class ConversationTests: XCTestCase {
@@ -146,9 +148,9 @@ final class ConversationTests: XCTestCase {
     func testOneOpenConversationPerCustomerAndOrderAttached() throws {
         let h = H()
         h.connect(1, cust)
-        let c = try XCTUnwrap(h.open(1, cust, order: OrderSnapshot(id: "o1", json: [])))
-        XCTAssertEqual(h.open(1, cust, order: OrderSnapshot(id: "o1", json: [])), c)
-        XCTAssertEqual(h.open(1, cust, order: OrderSnapshot(id: "o2", json: [])), c)
+        let c = try XCTUnwrap(h.open(1, cust, order: H.order("o1")))
+        XCTAssertEqual(h.open(1, cust, order: H.order("o1")), c)
+        XCTAssertEqual(h.open(1, cust, order: H.order("o2")), c)
         XCTAssertEqual(H.kinds(h.take(1)), ["created", "order:o2"])
         XCTAssertEqual(h.open(1, cust, order: nil), c, "order: null keeps the conversation as it is")
         XCTAssertEqual(h.stored[c]!.count, 2)
@@ -311,34 +313,40 @@ final class ConversationTests: XCTestCase {
         XCTAssertEqual(H.kinds(seen).suffix(2), ["transferred:queue", "assigned:bob"])
     }
 
-    func testRestoreRebuildsConversationsAndRouting() throws {
+    func testRestoreRebuildsConversationsAndRoutingFromTheLog() throws {
         let h = H()
         h.connect(10, ann); h.available(10, ann); h.connect(1, cust); h.connect(2, cust2)
         let c1 = try XCTUnwrap(h.open(1, cust)); h.flush()
         h.send(1, cust, c1, "hi"); h.flush()
+        h.book(c1, .read(10, ann, c1, seq: 3, ref: "r")); h.flush()
         let c2 = try XCTUnwrap(h.open(2, cust2)); h.flush()
         h.book(c2, .resolve(10, ann, c2, ref: "r")); h.flush()
-        // A fresh harness fed the stored events, as the server does from the log on start.
+        // What landed goes into a real log on disk, in the order it landed; a fresh harness is
+        // rebuilt from that log, read back after a reopen, through the server's own replay.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-restore-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (log, _) = try Log.open(LogConfig(directory: dir))
+        for var record in h.landed { record.offset = 0; try log.appendAndWait([record]) }
+        log.close()
+        let (reopened, report) = try Log.open(LogConfig(directory: dir))
+        defer { reopened.close() }
+        XCTAssertEqual(Int(report.records), h.landed.count)
         let r = H()
-        for (c, events) in h.stored {
-            for e in events {
-                let kind = String(decoding: e.payload, as: UTF8.self).split(separator: "|")[2]
-                let ev: ChatEvent
-                switch kind {
-                case "created": ev = .created(customer: c == c1 ? cust : cust2, order: nil)
-                case "assigned:ann": ev = .assigned(agent: ann)
-                case "resolved": ev = .resolved(by: ann)
-                default: ev = .message(from: cust, text: "hi", clientMsgId: "hi")
-                }
-                r.books[Int(c.low % 2)].restore(SequencedEvent(conversation: c, seq: e.seq, ts: e.ts, event: ev))
-                r.stored[c, default: []].append(e)
-            }
+        var outcomes: [ChatReplay.Outcome] = []
+        for record in reopened.read(from: reopened.firstOffset, limit: 1000) {
+            outcomes.append(ChatReplay.apply(record, to: &r.books[Int(record.conversation.low % 2)]))
+            if record.sequence > 0 { r.stored[record.conversation, default: []].append((record.sequence, record.timestampMs, record.key, record.payload)) }
         }
+        // created, assigned, message, read (c1); created, assigned, resolved (c2); the agent's status.
+        XCTAssertEqual(outcomes.filter { $0 == .event }.count, 6)
+        XCTAssertEqual(outcomes.filter { $0 == .read }.count, 1)
         r.board.restore(r.books.flatMap { $0.restored() }, now: r.now)
         XCTAssertEqual(r.board.openConversation(of: "c1"), c1)
         XCTAssertNil(r.board.openConversation(of: "c2"))
         XCTAssertEqual(r.board.router.agent(of: c1), "ann")
         XCTAssertEqual(r.books[Int(c1.low % 2)].view(c1, viewer: "c1")?.lastSeq, 3)
+        XCTAssertEqual(r.books[Int(c1.low % 2)].view(c1, viewer: "ann")?.readSeq, 3, "the read marker is rebuilt")
+        XCTAssertEqual(r.books[Int(c2.low % 2)].view(c2, viewer: "c2")?.status, .resolved)
         // The same message id is still a duplicate after the restart.
         r.connect(1, cust)
         r.send(1, cust, c1, "hi")

@@ -122,3 +122,34 @@ def test_ctrl_c_prints_the_summary_so_far(echo_server, tmp_path):
     assert p.returncode == 0, stdout + stderr
     s = json.loads(out.read_text())
     assert s["interrupted"] is True and s["messages"] > 0 and s["durationSeconds"] < 30
+
+
+def test_a_stalled_server_shows_in_the_percentiles(fresh_server, tmp_path):
+    """Coordinated omission, end to end, through the tool's own recording: the server is stopped
+    (SIGSTOP) for a second in the middle of a measured chat run. parley-load times every message
+    from its scheduled send time, so every send due during the stall carries the stall: the ack
+    max is at least most of it and the p99 is hundreds of milliseconds. A closed-loop tool (each
+    customer waiting for its ack before the next send) would record the stall once per customer:
+    2 samples of ~1,200, under the p99."""
+    srv = fresh_server()
+    out = tmp_path / "stall.json"
+    p = subprocess.Popen([LOAD, "chat", "--url", f"{srv.url}/v1/ws", "--jwt-secret", srv.secrets["jwtSecret"],
+                          "--customers", "2", "--agents", "1", "--total-rate", "200", "--reply-ratio", "0",
+                          "--warmup", "0", "--duration", "6", "--drain", "10", "--json", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Once messages flow, the run is measuring (--warmup 0): stall the server for a second.
+        wait_for(lambda: metric(srv, 'parley_chat_events_total{type="message"}') >= 100, timeout=60, what="100 messages")
+        srv.proc.send_signal(signal.SIGSTOP)
+        time.sleep(1.0)
+        srv.proc.send_signal(signal.SIGCONT)
+        stdout, stderr = p.communicate(timeout=120)
+    finally:
+        srv.proc.send_signal(signal.SIGCONT)
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, stdout + stderr
+    assert "verdict: PASS" in stdout, "nothing is lost across the stall"
+    ack = json.loads(out.read_text())["latencyMs"]["ack"]
+    assert ack["max"] >= 900, ack
+    assert ack["p99"] >= 500, ack

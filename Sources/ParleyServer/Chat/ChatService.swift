@@ -105,14 +105,10 @@ final class ChatService: @unchecked Sendable {
             guard let last = batch.last else { break }
             for r in batch where !r.conversation.isNone {
                 let p = partitions[ChatService.partition(of: r.conversation, count: n)]
-                if r.type == .readMarker {
-                    if let (user, seq) = ReadMarkerCodec.decode(r.payload) { p.book.restoreRead(r.conversation, user: user, seq: seq); reads += 1 }
-                } else if r.type == .message {
-                    p.book.restoreMessage(r.conversation, seq: r.sequence)
-                    events += 1
-                } else if r.sequence > 0, let e = ServerFrames.decodeEvent(r.payload) {
-                    p.book.restore(e)
-                    events += 1
+                switch ChatReplay.apply(r, to: &p.book) {
+                case .event: events += 1
+                case .read: reads += 1
+                case .ignored: break
                 }
             }
             next = last.offset + 1
