@@ -33,9 +33,19 @@ reqs = [b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", b"PUT /v1/users/u/orders/o 
 for i, r in enumerate(reqs):
     (d / "http" / f"{i}").write_bytes(bytes([i * 9]) + r)
 import struct, zlib
-def frame(offset, key, payload):  # a valid-shaped record; its CRC is wrong on purpose (the fuzzer finds the rest)
-    body = struct.pack("<BBHIQq", 1, 16, 0, 1, offset, 1763900000000) + bytes(16) + struct.pack("<Q", offset) + bytes([len(key), 0, 0, 0]) + struct.pack("<I", len(payload)) + key + payload
-    return struct.pack("<II", len(body) + 4 - 8 + 4, 0) + body
+def crc32c(data):  # Castagnoli, reflected (as ParleyLog's CRC32C.swift and Python's crc32c)
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+def frame(offset, key, payload):  # a valid record (Sources/ParleyLog/FORMAT.md), padded to 8 bytes
+    body = struct.pack("<BBHIQq", 1, 16, 0, 1, offset, 1763900000000) + bytes(16) + struct.pack("<Q", offset) \
+        + bytes([len(key), 0, 0, 0]) + struct.pack("<I", len(payload)) + key + payload
+    length = struct.pack("<I", 4 + len(body))  # the length counts the CRC and the body
+    rec = length + struct.pack("<I", crc32c(length + body)) + body
+    return rec + bytes(-len(rec) % 8)
 for i in range(3):
     (d / "log" / f"{i}").write_bytes(frame(i + 1, b"k%d" % i, b'{"text":"hi"}' * i))
 # Inflate: real compressed messages (even mode byte) and the negotiation vectors' offers (odd).
@@ -47,13 +57,31 @@ for i, line in enumerate(open("Protocol/vectors/ws/deflate-negotiation.jsonl")):
     offers = json.loads(line)["offers"]
     (d / "inflate" / f"n{i}").write_bytes(bytes([1]) + "\n".join(offers).encode())
 PY
+# Each harness must run to its time limit without a crash and execute more inputs than its seeds;
+# one line per harness goes to $FUZZ_RESULTS for scripts/test-summary.py.
+results="${FUZZ_RESULTS:-$out/results.txt}"
+: > "$results"
+status=0
 for h in frame-reader-fuzz:ws http-parser-fuzz:http record-codec-fuzz:log inflate-fuzz:inflate; do
   name=${h%%:*}; corpus=${h##*:}
   echo "fuzz: $name for ${secs}s"
   if ! "$out/$name" -max_total_time="$secs" -max_len=8192 -print_final_stats=1 -artifact_prefix="$out/$name-" \
        "$seeds/$corpus" >"$out/$name.log" 2>&1; then
-    tail -40 "$out/$name.log"; echo "fuzz: $name FAILED (crash input saved under $out)"; exit 1
+    tail -40 "$out/$name.log"; echo "fuzz: $name FAILED (crash input saved under $out)"
+    echo "$name FAILED: crashed (input saved under $out)" >> "$results"; status=1; continue
   fi
-  grep -E "^stat::(number_of_executed_units|new_units_added)" "$out/$name.log" | sed 's/^/  /' 
+  grep -E "^stat::(number_of_executed_units|new_units_added)" "$out/$name.log" | sed 's/^/  /'
+  units=$(sed -nE 's/^stat::number_of_executed_units: ([0-9]+)/\1/p' "$out/$name.log")
+  n_seeds=$(ls "$seeds/$corpus" | wc -l)
+  if [ -z "$units" ] || [ "$units" -le "$n_seeds" ]; then
+    echo "fuzz: $name FAILED: executed ${units:-no} units for $n_seeds seeds"
+    echo "$name FAILED: executed ${units:-no} units" >> "$results"; status=1; continue
+  fi
+  if [ "$name" = record-codec-fuzz ] && ! grep -q "decoded a valid record" "$out/$name.log"; then
+    echo "fuzz: $name FAILED: no input got past the CRC check"
+    echo "$name FAILED: no input decoded (seeds' CRCs?)" >> "$results"; status=1; continue
+  fi
+  echo "$name ok" >> "$results"
 done
-echo "fuzz: no crashes"
+[ $status -eq 0 ] && echo "fuzz: no crashes" || echo "fuzz: FAILED"
+exit $status

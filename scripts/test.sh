@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing, builds, then
-#   1. swift test (unit tests, table-driven from Protocol/vectors),
+#   1. swift test (XCTest and Swift Testing; unit tests, table-driven from Protocol/vectors),
 #   2. the Python integration suite against the real binary, once per readiness mode,
-#   3. the libFuzzer harnesses for a bounded time (FUZZ_SECONDS, default 20 each).
+#   3. the libFuzzer harnesses for a bounded time (FUZZ_SECONDS, default 20 each),
+# and prints passed / failed / skipped per suite (scripts/test-summary.py). It fails when any
+# test fails and when a suite that should have run did not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -11,46 +13,33 @@ echo "== build"
 swift build --build-tests 2>&1 | grep -vE "^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Write|Linking|Build|Merging|Applying)" || true
 swift build --build-tests >/dev/null  # fail here if the build failed
 
-echo "== swift test"
-mkdir -p .build
-set +e
-swift test --skip-build 2>&1 | tee .build/swift-test.log
-swift_rc=${PIPESTATUS[0]}
-set -e
-swift_total=$(grep -E "^\s*Executed [0-9]+ tests" .build/swift-test.log | tail -1 | sed -E 's/.*Executed ([0-9]+) tests, with ([0-9]+) failures.*/\1 \2/')
-swift_n=${swift_total% *}; swift_f=${swift_total#* }
-# Swift Testing (property tests) reports its own count.
-st=$(grep -E "Test run with [0-9]+ tests?" .build/swift-test.log | tail -1 | sed -E 's/.*Test run with ([0-9]+) tests?.*/\1/')
-if [ -n "$st" ]; then
-  swift_n=$((swift_n + st))
-  grep -qE "Test run with [0-9]+ tests?.* passed" .build/swift-test.log || swift_f=$((swift_f + 1))
-fi
+results=.build/test-results
+rm -rf "$results"
+mkdir -p "$results"
 
-py_n=0; py_f=0; py_rc=0
+echo "== swift test"
+set +e
+swift test --skip-build --xunit-output "$results/swift-xunit.xml" 2>&1 | tee "$results/swift-test.log"
+echo "${PIPESTATUS[0]}" > "$results/swift.rc"
+set -e
+
 for mode in epoll sources; do
   echo "== integration tests (readiness: $mode)"
-  set +e
   # The log tests do not depend on the readiness mode: run them once.
-  extra=""; [ "$mode" = sources ] && extra="--ignore=Tests/integration/test_log.py"
-  PARLEY_READINESS=$mode .venv/bin/pytest -q -p no:cacheprovider Tests/integration $extra 2>&1 | tee .build/pytest-$mode.log
-  rc=${PIPESTATUS[0]}
+  extra=(); [ "$mode" = sources ] && extra=(--ignore=Tests/integration/test_log.py)
+  set +e
+  PARLEY_READINESS=$mode PARLEY_TEST_MODES_FILE="$results/pytest-$mode-modes.json" \
+    .venv/bin/pytest -q -rs -p no:cacheprovider --junitxml="$results/pytest-$mode.xml" Tests/integration "${extra[@]}" 2>&1 \
+    | tee "$results/pytest-$mode.log"
+  echo "${PIPESTATUS[0]}" > "$results/pytest-$mode.rc"
   set -e
-  [ "$rc" -eq 0 ] || py_rc=$rc
-  line=$(tail -1 .build/pytest-$mode.log)
-  p=$(echo "$line" | grep -oE "[0-9]+ passed" | grep -oE "[0-9]+" || echo 0)
-  f=0
-  for k in $(echo "$line" | grep -oE "[0-9]+ (failed|errors?)" | grep -oE "[0-9]+" || true); do f=$((f + k)); done
-  [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=1
-  py_n=$((py_n + p)); py_f=$((py_f + f))
 done
 
 echo "== fuzz"
-fuzz_rc=0
-scripts/fuzz.sh "${FUZZ_SECONDS:-20}" || fuzz_rc=1
+set +e
+FUZZ_RESULTS="$results/fuzz.txt" scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+echo "$?" > "$results/fuzz.rc"
+set -e
 
-total=$((swift_n + py_n))
-failed=$((swift_f + py_f + fuzz_rc))
 echo
-echo "swift: ${swift_n} tests, ${swift_f} failed; integration: ${py_n} passed, ${py_f} failed; fuzz: $([ $fuzz_rc -eq 0 ] && echo ok || echo FAILED)"
-echo "${total} passed, ${failed} failed"
-[ "$swift_rc" -eq 0 ] && [ "$py_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ]
+exec python3 scripts/test-summary.py "$results"
