@@ -78,19 +78,16 @@ class Client:
         await self.ws.send(obj if isinstance(obj, (str, bytes)) else json.dumps(obj))
 
     async def wait(self, pred, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while True:
+        """Takes (removes and returns) the first unconsumed frame matching `pred`, waiting for it."""
+        taken = []
+        def take():
             for i, m in enumerate(self.inbox):
                 if pred(m):
-                    return self.inbox.pop(i)
-            left = deadline - time.monotonic()
-            if left <= 0 or (self.closed.is_set() and not self._arrived.is_set()):
-                raise AssertionError(f"no matching frame within {timeout}s; inbox: {self.inbox[-10:]}")
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), left)
-            except asyncio.TimeoutError:
-                pass
+                    taken.append(self.inbox.pop(i))
+                    return True
+            return False
+        await self.until(take, timeout, "no matching frame")
+        return taken[0]
 
     async def until(self, cond, timeout=10.0, what="condition"):
         """Waits until `cond()` holds, checking again as each frame arrives."""
