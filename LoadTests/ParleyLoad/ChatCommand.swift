@@ -207,10 +207,13 @@ struct ChatRun {
             return Sample(sent: x.sent, delivered: x.delivered, connections: x.live, errors: x.errors, violations: x.violations, interval: x.interval)
         }
         var interrupted = false
+        // Nobody connected and a connection ended unexpectedly: the server is gone (the run has
+        // failed), so the set-up waits below stop instead of running out their time.
+        func serverGone() -> Bool { let x = s.snapshot(); return x.live == 0 && x.unexpectedCloses > 0 }
 
         // Agents first, available before any customer arrives.
         s.connect(s.agents[...])
-        interrupted = !progress.run(phase: "agents", seconds: 30, interval: 0.2, sample: sample) { s.snapshot().agentsReady >= chat.agents }
+        interrupted = !progress.run(phase: "agents", seconds: 30, interval: 0.2, sample: sample) { s.snapshot().agentsReady >= chat.agents || serverGone() }
         let agentsReady = s.snapshot().agentsReady
         if agentsReady < chat.agents, !interrupted {
             progress.finish()
@@ -228,7 +231,7 @@ struct ChatRun {
             progress.tick(phase: "ramp-up", sample())
         }
         if !interrupted {
-            interrupted = !progress.run(phase: "ramp-up", seconds: 60, interval: 0.5, sample: sample) { s.snapshot().assigned >= chat.customers }
+            interrupted = !progress.run(phase: "ramp-up", seconds: 60, interval: 0.5, sample: sample) { s.snapshot().assigned >= chat.customers || serverGone() }
         }
         let rampSeconds = Date().timeIntervalSince(rampStart)
         if !interrupted { interrupted = !progress.run(phase: "warm-up", seconds: common.warmup, sample: sample) }

@@ -182,14 +182,17 @@ static void note_write(int fd, off_t at, ssize_t n) {
     pthread_mutex_unlock(&lock);
 }
 
+// Replaced whole (temp file, rename), so a kill at any moment leaves a complete line.
 static void write_stats(void) {
-    char p[PATH_MAX], line[256];
+    char p[PATH_MAX], tmp[PATH_MAX], line[256];
     snprintf(p, sizeof p, "%s/powercut.log", shadow);
-    int fd = real_open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    snprintf(tmp, sizeof tmp, "%s/powercut.log.tmp", shadow);
+    int fd = real_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return;
     int n = snprintf(line, sizeof line, "syncs=%lu dir_syncs=%lu bytes=%lu names=%lu\n", syncs, dir_syncs, bytes_synced, names_applied);
     real_write(fd, line, (size_t)n);
     real_close(fd);
+    real_rename(tmp, p);
 }
 
 // fsync/fdatasync of a file: its written bytes and its size become what the shadow holds.
