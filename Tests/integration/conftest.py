@@ -11,6 +11,9 @@ BIN = os.environ.get("PARLEY_BIN", str(ROOT / ".build" / "debug" / "parley"))
 # The readiness mode each server said it started in ("listening ... readiness=epoll"); written
 # to $PARLEY_TEST_MODES_FILE at the end, so scripts/test.sh can check a pass ran in its mode.
 STARTED_MODES = []
+# Every server the suite started: any still running when the session ends is killed, so a test
+# that fails before its own clean-up leaves no process behind.
+STARTED = []
 
 
 class ServerProcess:
@@ -23,6 +26,7 @@ class ServerProcess:
         e = dict(os.environ)
         e.update(env or {})
         self.proc = subprocess.Popen(self.args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=e, text=True)
+        STARTED.append(self.proc)
         self.port = None
         self.log = []
         self._logged = threading.Condition()
@@ -164,6 +168,10 @@ def powercut(tmp_path_factory):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    for p in STARTED:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     out = os.environ.get("PARLEY_TEST_MODES_FILE")
     if out:
         Path(out).write_text(json.dumps(STARTED_MODES))

@@ -413,7 +413,10 @@ def test_a_crash_while_sending_loses_nothing_acknowledged(tmp_path, powercut, cr
         await backend
         return cid, c.welcome["epoch"]
 
-    cid, epoch = run(load())
+    try:
+        cid, epoch = run(load())
+    finally:
+        s.stop(signal.SIGKILL)
     assert len(acked) >= 60 and len(orders) >= 5
     s2 = ServerProcess(data_dir=powercut.after(shadow) if crash == "power cut" else str(data))
     try:
@@ -458,8 +461,10 @@ def test_the_power_cut_shim_sees_acks_that_come_before_the_fsync(tmp_path, power
         for i in range(10):
             assert (await c.request({"type": "message.send", "conversation": conv["id"], "clientMsgId": f"m{i}", "text": "hi"}))["type"] == "ack"
         return conv["id"]
-    cid = run(load())
-    s.stop(signal.SIGKILL)
+    try:
+        cid = run(load())
+    finally:
+        s.stop(signal.SIGKILL)
     s2 = ServerProcess(data_dir=powercut.after(shadow))
     try:
         async def check():
