@@ -123,6 +123,16 @@ public struct ConversationBook<S: Hashable> {
         var subs: [S: Sub] = [:]
         var typing: [String: (person: Person, until: Int64)] = [:]
         var pending: [Pending] = []
+        /// Set when an event append was refused while later ones of this conversation were in
+        /// flight: the log takes only gapless sequences, so those are refused too. Until the last
+        /// of them is back, new events are refused at once (no sequence is handed out twice), then
+        /// the projection goes back to what is durable.
+        var refusal: Refusal?
+
+        struct Refusal {
+            var createFailed = false
+            var resync = false
+        }
 
         func isParticipant(_ user: String) -> Bool {
             state.customer.id == user || state.agent?.id == user
@@ -411,7 +421,7 @@ public struct ConversationBook<S: Hashable> {
             guard let id = tokens.removeValue(forKey: token), conversations[id] != nil,
                   let i = conversations[id]!.pending.firstIndex(where: { $0.token == token }) else { break }
             let p = conversations[id]!.pending.remove(at: i)
-            if ok { landed(id, p, &out) } else { failed(id, p, &out) }
+            if ok { landed(id, p, &out); settleRefusal(id, &out) } else { failed(id, p, &out) }
 
         case .tick:
             for id in typingIn {
@@ -436,6 +446,13 @@ public struct ConversationBook<S: Hashable> {
     }
 
     private mutating func append(_ id: ConversationID, _ event: ChatEvent, key: [UInt8] = [], now: Int64, waiters: [Waiter], then: Then, _ out: inout [BookOutput<S>]) {
+        if conversations[id]!.refusal != nil {
+            // Earlier events of this conversation are being refused: this one would be too.
+            answerUnavailable(waiters, &out)
+            if case .resync = then { conversations[id]!.refusal!.resync = true }
+            if case .dropAgent = then { conversations[id]!.refusal!.resync = true }
+            return
+        }
         let seq = conversations[id]!.lastSeq + 1
         conversations[id]!.lastSeq = seq
         conversations[id]!.state.apply(event)
@@ -454,6 +471,7 @@ public struct ConversationBook<S: Hashable> {
         if let e = p.event {
             conversations[id]!.durable.apply(e.event)
             conversations[id]!.durableSeq = e.seq
+            conversations[id]!.lastSeq = max(conversations[id]!.lastSeq, e.seq)
             // Every live subscriber gets it once, in order: catch up whoever is behind first.
             var upToDate: [S] = []
             for (s, sub) in conversations[id]!.subs where sub.live {
@@ -493,35 +511,52 @@ public struct ConversationBook<S: Hashable> {
         }
     }
 
-    /// The log refused or failed an append: nothing of it is durable. Later sequenced appends of
-    /// this conversation fail too (the log wants gapless sequences), so the projection goes back to
-    /// what is durable and the next request starts from there.
+    /// The log refused or failed an append: nothing of it is durable, and every requester waiting
+    /// on it is told to retry. A refused event dooms the events of this conversation appended after
+    /// it (the log wants gapless sequences): the conversation refuses new events until the last of
+    /// those is back, then goes back to what is durable and says what follows from the refusals.
     private mutating func failed(_ id: ConversationID, _ p: Pending, _ out: inout [BookOutput<S>]) {
-        for w in p.waiters {
+        answerUnavailable(p.waiters, &out)
+        if let (user, _) = p.read {
+            // Back to the highest marker that is durable or still in flight.
+            let c = conversations[id]!
+            let inFlight = c.pending.compactMap { $0.read?.0.id == user.id ? $0.read!.1 : nil }.max() ?? 0
+            conversations[id]!.reads[user.id] = max(c.durableReads[user.id] ?? 0, inFlight)
+        }
+        guard p.event != nil else { return }
+        var refusal = conversations[id]!.refusal ?? Conversation.Refusal()
+        switch p.then {
+        case .created: refusal.createFailed = true
+        case .resync, .dropAgent: refusal.resync = true  // the switchboard moved its router ahead of the log
+        case .none, .resolved: break
+        }
+        conversations[id]!.refusal = refusal
+        settleRefusal(id, &out)
+    }
+
+    /// Ends a refusal once no event of the conversation is in flight any more.
+    private mutating func settleRefusal(_ id: ConversationID, _ out: inout [BookOutput<S>]) {
+        guard let refusal = conversations[id]?.refusal, !conversations[id]!.pending.contains(where: { $0.event != nil }) else { return }
+        var c = conversations[id]!
+        c.refusal = nil
+        c.state = c.durable
+        c.lastSeq = c.durableSeq
+        if refusal.createFailed, c.durableSeq == 0 {
+            conversations[id] = nil
+            for s in c.subs.keys { sessionConversations[s]?.remove(id) }
+            out.append(.switchboard(.createFailed(id, customer: c.state.customer.id)))
+            return
+        }
+        conversations[id] = c
+        if refusal.resync { resync(id, &out) }
+    }
+
+    private func answerUnavailable(_ waiters: [Waiter], _ out: inout [BookOutput<S>]) {
+        for w in waiters {
             switch w {
             case .ack(let s, let ref, _), .opened(let s, let ref, _):
                 out.append(.reply(s, .error(ref: ref, .unavailable, "not stored: the log could not take it; retry")))
             }
-        }
-        var c = conversations[id]!
-        if let (user, _) = p.read {
-            // Back to the highest marker that is durable or still in flight.
-            let inFlight = c.pending.compactMap { $0.read?.0.id == user.id ? $0.read!.1 : nil }.max() ?? 0
-            c.reads[user.id] = max(c.durableReads[user.id] ?? 0, inFlight)
-        }
-        if p.event != nil {
-            c.state = c.durable
-            c.lastSeq = c.durableSeq
-        }
-        conversations[id] = c
-        if case .created = p.then {
-            conversations[id] = nil
-            out.append(.switchboard(.createFailed(id, customer: c.state.customer.id)))
-            return
-        }
-        switch p.then {
-        case .resync, .dropAgent: resync(id, &out)  // the switchboard moved its router ahead of the log
-        case .none, .created, .resolved: break
         }
     }
 

@@ -74,11 +74,17 @@ final class ChatHarness: ChatStore {
     func sb(_ i: SwitchboardInput<S>) { work.append { [self] in runBoard(i) }; drain() }
     func book(_ c: ConversationID, _ i: BookInput<S>) { let p = Int(c.low % UInt64(books.count)); work.append { [self] in runBook(p, i) }; drain() }
 
-    /// Completes every append in flight (each refused while `failNext` > 0), in order.
-    func flush() {
-        while !inFlight.isEmpty {
+    /// Refuses the appends it says yes to (as a log that failed to write them).
+    var refuse: (Record) -> Bool = { _ in false }
+
+    /// Completes the first `count` appends in flight (each refused while `failNext` > 0, or when
+    /// `refuse` says so), in order.
+    func flush(_ count: Int = .max) {
+        var left = count
+        while !inFlight.isEmpty, left > 0 {
+            left -= 1
             let (p, token, r) = inFlight.removeFirst()
-            var ok = failNext == 0
+            var ok = failNext == 0 && !refuse(r)
             if failNext > 0 { failNext -= 1 }
             if ok, r.sequence > 0 {
                 // The real log refuses out-of-order sequences the same way.

@@ -124,6 +124,75 @@ final class ConversationTests: XCTestCase {
         XCTAssertEqual(h.stored[c]!.map(\.seq), [1, 2])
     }
 
+    /// A refused append in the middle of a pipelined burst: the appends behind it are refused too
+    /// (the log wants gapless sequences), requests arriving while they are still in flight are
+    /// refused at once, and once they are all back traffic goes on from what is durable. No
+    /// sequence is handed out twice and every requester gets exactly one answer.
+    func testARefusedAppendInAPipelinedBurstNeverReusesASequence() throws {
+        let h = H()
+        h.connect(10, ann); h.available(10, ann); h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust)); h.flush(); _ = h.take(1)  // created 1, assigned 2
+        XCTAssertEqual(H.seqs(h.take(10), c), [1, 2])
+        for i in 1...5 { h.send(1, cust, c, "m\(i)", ref: "m\(i)") }     // 3...7 in flight
+        h.refuse = { $0.sequence == 5 }
+        h.flush(3)                                                        // 3, 4 land; 5 refused; 6, 7 in flight
+        h.refuse = { _ in false }
+        h.send(1, cust, c, "m6", ref: "m6")                               // while 6 and 7 are in flight
+        h.flush()                                                         // 6 and 7 come back refused
+        h.send(1, cust, c, "m7", ref: "m7"); h.flush()
+        var answers = Self.answers(h.take(1))
+        XCTAssertEqual(answers, ["m1": "ack 3", "m2": "ack 4", "m3": "unavailable", "m4": "unavailable",
+                                 "m5": "unavailable", "m6": "unavailable", "m7": "ack 5"])
+        // The refused ones are sent again with the same ids: each lands once, after the rest.
+        for i in 3...6 { h.send(1, cust, c, "m\(i)", ref: "r\(i)") }
+        h.send(1, cust, c, "m7", ref: "again7")
+        h.flush()
+        answers = Self.answers(h.take(1))
+        XCTAssertEqual(answers, ["r3": "ack 6", "r4": "ack 7", "r5": "ack 8", "r6": "ack 9", "again7": "ack 5"])
+        XCTAssertEqual(h.stored[c]!.map(\.seq), Array(1...9), "gapless, each once")
+        XCTAssertEqual(H.seqs(h.take(10), c), Array(3...9), "the agent got every event once, in order")
+    }
+
+    /// A resolve behind a refused message is refused with it: the conversation stays open (the
+    /// projection does not keep the resolve), and both go through when sent again.
+    func testAResolveBehindARefusedMessageIsNotKept() throws {
+        let h = H()
+        h.connect(10, ann); h.available(10, ann); h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust)); h.flush(); _ = h.take(1); _ = h.take(10)
+        h.send(1, cust, c, "hello", ref: "m")
+        h.book(c, .resolve(10, ann, c, ref: "resolve"))
+        h.refuse = { $0.sequence == 3 }
+        h.flush()
+        h.refuse = { _ in false }
+        XCTAssertEqual(Self.answers(h.take(1)), ["m": "unavailable"])
+        XCTAssertEqual(Self.answers(h.take(10)), ["resolve": "unavailable"])
+        XCTAssertEqual(h.books[Int(c.low % 2)].view(c, viewer: "ann")?.status, .assigned)
+        XCTAssertEqual(h.board.openConversation(of: "c1"), c)
+        h.send(1, cust, c, "hello", ref: "m"); h.book(c, .resolve(10, ann, c, ref: "resolve")); h.flush()
+        XCTAssertEqual(Self.answers(h.take(1)), ["m": "ack 3"])
+        XCTAssertEqual(Self.answers(h.take(10)), ["resolve": "ack 4"])
+        XCTAssertNil(h.board.openConversation(of: "c1"))
+    }
+
+    /// Each request's one answer, by ref ("ack N" or the error code); a second answer to the same
+    /// ref fails the test.
+    static func answers(_ got: [H.Got]) -> [String: String] {
+        var out: [String: String] = [:]
+        for g in got {
+            guard case .reply(let r) = g else { continue }
+            let (ref, text): (String?, String)
+            switch r {
+            case .ack(let f, _, let seq, _, _): (ref, text) = (f, "ack \(seq.map(String.init) ?? "-")")
+            case .error(let f, let code, _): (ref, text) = (f, code.rawValue)
+            case .opened(let f, _): (ref, text) = (f, "opened")
+            }
+            let key = ref ?? "-"
+            XCTAssertNil(out[key], "two answers to \(key): \(out[key]!) and \(text)")
+            out[key] = text
+        }
+        return out
+    }
+
     func testValidation() throws {
         let h = H()
         h.connect(1, cust); h.connect(2, cust2)
