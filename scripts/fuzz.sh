@@ -14,13 +14,14 @@ build() { # name, harness, sources...
 build frame-reader-fuzz LoadTests/Fuzz/FrameReaderFuzz.swift Sources/ParleyWebSocket/Codec/*.swift
 build http-parser-fuzz LoadTests/Fuzz/HTTPParserFuzz.swift Sources/ParleyHTTP/Parser/HTTPRequestParser.swift
 build record-codec-fuzz LoadTests/Fuzz/RecordCodecFuzz.swift Sources/ParleyLog/CRC32C.swift Sources/ParleyLog/Record.swift
+build nats-parser-fuzz LoadTests/Fuzz/NATSParserFuzz.swift Sources/ParleyNATS/Protocol/*.swift
 build inflate-fuzz LoadTests/Fuzz/InflateFuzz.swift Sources/ParleyWebSocket/Compression/Zlib.swift Sources/ParleyWebSocket/Codec/DeflateNegotiation.swift \
   -I Sources/CZlib -lz
 
 # Seed corpora from the shared vectors, so the fuzzer starts from real frames and requests.
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
-mkdir -p "$seeds/ws" "$seeds/http" "$seeds/log" "$seeds/inflate"
+mkdir -p "$seeds/ws" "$seeds/http" "$seeds/log" "$seeds/inflate" "$seeds/nats"
 python3 - "$seeds" <<'PY'
 import json, sys, pathlib
 d = pathlib.Path(sys.argv[1])
@@ -48,6 +49,12 @@ def frame(offset, key, payload):  # a valid record (Sources/ParleyLog/FORMAT.md)
     return rec + bytes(-len(rec) % 8)
 for i in range(3):
     (d / "log" / f"{i}").write_bytes(frame(i + 1, b"k%d" % i, b'{"text":"hi"}' * i))
+# NATS: what a server sends (cut byte first), as in Tests/ParleyNATSTests.
+nats = [b'INFO {"server_id":"N1","max_payload":1048576,"headers":true}\r\n+OK\r\nPING\r\n',
+        b"MSG orders.created 7 _INBOX.x1 5\r\nhello\r\nPONG\r\n-ERR 'Stale Connection'\r\n",
+        b"HMSG $JS.ACK.s 12 48 58\r\nNATS/1.0 503 No Responders\r\nNats-Msg-Id: m-1\r\n\r\n0123456789\r\n"]
+for i, n in enumerate(nats):
+    (d / "nats" / f"{i}").write_bytes(bytes([i * 17]) + n)
 # Inflate: real compressed messages (even mode byte) and the negotiation vectors' offers (odd).
 for i, msg in enumerate([b'{"type":"message","text":"where is my order?"}' * 20, bytes(range(256)) * 4, b"a" * 5000]):
     c = zlib.compressobj(6, zlib.DEFLATED, -15)
@@ -62,7 +69,7 @@ PY
 results="${FUZZ_RESULTS:-$out/results.txt}"
 : > "$results"
 status=0
-for h in frame-reader-fuzz:ws http-parser-fuzz:http record-codec-fuzz:log inflate-fuzz:inflate; do
+for h in frame-reader-fuzz:ws http-parser-fuzz:http record-codec-fuzz:log nats-parser-fuzz:nats inflate-fuzz:inflate; do
   name=${h%%:*}; corpus=${h##*:}
   echo "fuzz: $name for ${secs}s"
   if ! "$out/$name" -max_total_time="$secs" -max_len=8192 -print_final_stats=1 -artifact_prefix="$out/$name-" \
