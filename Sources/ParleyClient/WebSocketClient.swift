@@ -63,29 +63,15 @@ public final class WebSocketClient: ConnectionHandler {
         if url.secure {
             do { context = try tls ?? TLSContext.client() } catch { throw ClientError.tls("\(error)") }
         }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(url.port).bigEndian)
-        guard inet_pton(AF_INET, url.host == "localhost" ? "127.0.0.1" : url.host, &addr.sin_addr) == 1 else {
-            throw ClientError.badAddress(url.host)
+        let fd: Int32
+        do {
+            fd = try Dial.tcp(host: url.host, port: url.port, sourceAddress: sourceAddress)
+        } catch {
+            switch error {
+            case .badAddress(let a): throw ClientError.badAddress(a)
+            case .connect(let m): throw ClientError.connect(m)
+            }
         }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ClientError.connect(String(cString: strerror(errno))) }
-        if let src = sourceAddress {
-            var local = sockaddr_in()
-            local.sin_family = sa_family_t(AF_INET)
-            guard inet_pton(AF_INET, src, &local.sin_addr) == 1 else { _ = Glibc.close(fd); throw ClientError.badAddress(src) }
-            let rc = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            guard rc == 0 else { let m = String(cString: strerror(errno)); _ = Glibc.close(fd); throw ClientError.connect("bind \(src): \(m)") }
-        }
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        if rc != 0, errno != EINPROGRESS {
-            let m = String(cString: strerror(errno))
-            _ = Glibc.close(fd)
-            throw ClientError.connect(m)
-        }
-        var one: Int32 = 1
-        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
 
         var seed = UInt64(truncatingIfNeeded: monotonicNs()) ^ UInt64(UInt32(bitPattern: fd)) &* 0x9E37_79B9_7F4A_7C15
         var keyBytes = [UInt8](repeating: 0, count: 16)
