@@ -35,7 +35,7 @@ final class SessionRef: Hashable, @unchecked Sendable {
 
 /// Reads a conversation's durable events back from the log for replays, history and de-duplication.
 struct LogChatStore: ChatStore {
-    let log: Log
+    let log: any EventStore
     func payloads(_ c: ConversationID, after: UInt64, through: UInt64) -> [[UInt8]] {
         guard through > after else { return [] }
         return log.read(conversation: c, afterSequence: after, limit: Int(through - after)).compactMap { $0.sequence <= through ? $0.payload : nil }
@@ -60,7 +60,7 @@ final class ChatService: @unchecked Sendable {
         }
     }
 
-    let log: Log
+    let log: any EventStore
     let epoch: String
     let partitions: [Partition]
     private let switchboardQueue = DispatchQueue(label: "parley.chat.switchboard", target: .global(qos: .userInteractive))
@@ -75,7 +75,7 @@ final class ChatService: @unchecked Sendable {
 
     static func partition(of c: ConversationID, count: Int) -> Int { Int((c.high ^ c.low) % UInt64(count)) }
 
-    init(log: Log, epoch: String, partitionCount: Int, presenceGraceMs: Int64, metrics: ServerMetrics, logger: Logger) {
+    init(log: any EventStore, epoch: String, partitionCount: Int, presenceGraceMs: Int64, metrics: ServerMetrics, logger: Logger) {
         self.log = log
         self.epoch = epoch
         self.metrics = metrics

@@ -11,11 +11,11 @@ final class OrderStore: @unchecked Sendable {
     private struct Entry { var placedAtMs: Int64; var offset: UInt64 }
     private let lock = NSLock()
     private var byUser: [String: [String: Entry]] = [:]
-    private let log: Log
+    private let log: any EventStore
     /// Reading an order's JSON is a pread on the log: never on a connection loop.
     private let readers = DispatchQueue(label: "parley.orders.read", attributes: .concurrent)
 
-    init(log: Log) { self.log = log }
+    init(log: any EventStore) { self.log = log }
 
     /// Rebuilds the index from every order record in the log.
     func replay() -> Int {
