@@ -56,6 +56,8 @@ public final class NATSConnection: ConnectionHandler {
         n.onReady = onReady
         n.onClose = onClose
         n.connection = loop.adopt(fd: fd, handler: n)
+        // A server that takes the connection but never finishes the handshake is given up on.
+        n.connection.deadlineMs = loop.nowMs + NATSConnection.handshakeTimeoutMs
         // Requests past their time are failed on the loop's tick.
         loop.onTick { [weak n] now in n?.expireRequests(nowMs: now) }
         return n
@@ -69,20 +71,20 @@ public final class NATSConnection: ConnectionHandler {
         guard isReady else { throw .notConnected }
         let sid = String(nextSid)
         nextSid += 1
-        try write { try ClientOps.sub(subject: subject, queue: queue, sid: sid) }
+        do { send(try ClientOps.sub(subject: subject, queue: queue, sid: sid)) } catch { throw .encode(error) }
         subs[sid] = handler
         return sid
     }
 
     public func unsubscribe(_ sid: String) {
         guard subs.removeValue(forKey: sid) != nil, isReady else { return }
-        try? write { try ClientOps.unsub(sid: sid) }
+        if let bytes = try? ClientOps.unsub(sid: sid) { send(bytes) }
     }
 
     public func publish(_ subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil, payload: [UInt8]) throws(NATSError) {
         guard isReady else { throw .notConnected }
         guard payload.count <= maxPayload else { throw .tooLarge(bytes: payload.count, limit: maxPayload) }
-        try write { try ClientOps.pub(subject: subject, replyTo: replyTo, headers: headers, payload: payload) }
+        do { send(try ClientOps.pub(subject: subject, replyTo: replyTo, headers: headers, payload: payload)) } catch { throw .encode(error) }
     }
 
     /// Publishes with a fresh reply subject and hands `reply` the first answer, or `.timeout`,
@@ -119,7 +121,13 @@ public final class NATSConnection: ConnectionHandler {
         return bytes.count
     }
 
-    public func connectionDeadline(_ c: Connection, nowMs: UInt64) {}
+    static let handshakeTimeoutMs: UInt64 = 5000
+
+    public func connectionDeadline(_ c: Connection, nowMs: UInt64) {
+        guard !isReady else { return }
+        closeReason = "no handshake within \(NATSConnection.handshakeTimeoutMs) ms"
+        c.close(.timeout)
+    }
 
     public func connectionOverflow(_ c: Connection) {
         closeReason = "output queue overflow (the server does not read)"
@@ -153,6 +161,7 @@ public final class NATSConnection: ConnectionHandler {
         case .pong:
             if !isReady, !serverInfo.isEmpty {
                 isReady = true
+                connection.deadlineMs = 0
                 onReady?(self)
                 onReady = nil
             }
@@ -178,10 +187,6 @@ public final class NATSConnection: ConnectionHandler {
             requests[token] = nil
             r.reply(.failure(.timeout))
         }
-    }
-
-    private func write(_ encode: () throws -> [UInt8]) throws(NATSError) {
-        do { send(try encode()) } catch let e as ClientOps.EncodeError { throw .encode(e) } catch { throw .closed("\(error)") }
     }
 
     private func send(_ bytes: [UInt8]) {

@@ -1,5 +1,5 @@
 import Foundation
-import ParleyNATS
+@testable import ParleyNATS
 import ParleyTransport
 import XCTest
 
@@ -156,5 +156,62 @@ final class NATSConnectionTests: XCTestCase {
             DispatchQueue.global().async { server.stop() }
         }
         wait(for: [failed, closed], timeout: 30)
+    }
+}
+
+final class NATSClientTests: XCTestCase {
+    static let group = LoopGroup(count: 1)
+    var loop: Loop { Self.group.loops[0] }
+
+    func testServerURLs() {
+        XCTAssertEqual(NATSClient.Server(url: "nats://127.0.0.1:4223"), NATSClient.Server(host: "127.0.0.1", port: 4223))
+        XCTAssertEqual(NATSClient.Server(url: "nats://localhost"), NATSClient.Server(host: "localhost", port: 4222))
+        for bad in ["127.0.0.1:4222", "nats://", "nats://h:0", "nats://h:99999", "nats://h:x", "nats://h:1:2"] {
+            XCTAssertNil(NATSClient.Server(url: bad), bad)
+        }
+    }
+
+    func testBackoffGrowsToTwoSecondsWithJitter() {
+        XCTAssertEqual(NATSClient.backoffMs(failures: 0, unit: 0.5), 50)
+        XCTAssertEqual(NATSClient.backoffMs(failures: 3, unit: 0.5), 400)
+        XCTAssertEqual(NATSClient.backoffMs(failures: 30, unit: 0.5), 2000)
+        XCTAssertEqual(NATSClient.backoffMs(failures: 30, unit: 0), 1000)
+        XCTAssertEqual(NATSClient.backoffMs(failures: 30, unit: 0.999_999), 2999)
+    }
+
+    /// The server it is on goes away: the client connects to the next one, subscribes again, and
+    /// gets what is published there.
+    func testReconnectsToAnotherServerAndSubscribesAgain() throws {
+        let a = try NATSServerProcess(), b = try NATSServerProcess()
+        defer { a.stop(); b.stop() }
+        let onA = expectation(description: "connected to a"), lost = expectation(description: "lost a"),
+            onB = expectation(description: "connected to b"), got = expectation(description: "message through b")
+        let servers = [NATSClient.Server(host: "127.0.0.1", port: a.port), NATSClient.Server(host: "127.0.0.1", port: b.port)]
+        var client: NATSClient!
+        loop.queue.async { [loop] in
+            client = NATSClient(servers: servers, on: loop, name: "reconnect-test") { event in
+                switch event {
+                case .connected(let s) where s == servers[0]: onA.fulfill(); DispatchQueue.global().async { a.stop() }
+                case .disconnected(let s, _) where s == servers[0]: lost.fulfill()
+                case .connected(let s) where s == servers[1]:
+                    onB.fulfill()
+                    // Someone else publishes on b: the subscription made while on a must be there again.
+                    _ = try? NATSConnection.connect(host: "127.0.0.1", port: b.port, on: loop, onReady: { p in
+                        try? p.publish("orders.placed", payload: Array("o-1".utf8))
+                    }, onClose: { _, _ in })
+                case .disconnected(let s, _) where s == servers[1]: break  // the stop at the end
+                default: XCTFail("\(event)")
+                }
+            }
+            do {
+                try client.subscribe("orders.*") { m in
+                    XCTAssertEqual(m.payload, Array("o-1".utf8))
+                    got.fulfill()
+                }
+            } catch { XCTFail("\(error)") }
+            client.start()
+        }
+        wait(for: [onA, lost, onB, got], timeout: 60, enforceOrder: true)
+        loop.queue.sync { XCTAssertEqual(client.connects, 2); client.stop() }
     }
 }

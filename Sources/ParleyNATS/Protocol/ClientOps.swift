@@ -17,7 +17,7 @@ public enum ClientOps {
     }
 
     /// `PUB` (or `HPUB` when there are headers).
-    public static func pub(subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil, payload: [UInt8]) throws -> [UInt8] {
+    public static func pub(subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil, payload: [UInt8]) throws(EncodeError) -> [UInt8] {
         try check(subject)
         if let r = replyTo { try check(r) }
         var out: [UInt8] = []
@@ -36,7 +36,7 @@ public enum ClientOps {
     }
 
     /// `SUB subject [queue] sid`.
-    public static func sub(subject: String, queue: String? = nil, sid: String) throws -> [UInt8] {
+    public static func sub(subject: String, queue: String? = nil, sid: String) throws(EncodeError) -> [UInt8] {
         try check(subject)
         try check(sid)
         if let q = queue { try check(q) }
@@ -44,25 +44,25 @@ public enum ClientOps {
     }
 
     /// `UNSUB sid [max]`: with `max`, the server unsubscribes after that many more messages.
-    public static func unsub(sid: String, max: Int? = nil) throws -> [UInt8] {
+    public static func unsub(sid: String, max: Int? = nil) throws(EncodeError) -> [UInt8] {
         try check(sid)
         return Array("UNSUB \(sid)\(max.map { " \($0)" } ?? "")\r\n".utf8)
     }
 
     /// The header block of an `HPUB` (status lines are the server's; a client sends none).
-    static func encode(_ h: NATSHeaders) throws -> [UInt8] {
+    static func encode(_ h: NATSHeaders) throws(EncodeError) -> [UInt8] {
         var out = Array("NATS/1.0\r\n".utf8)
         for f in h.fields {
-            guard !f.name.isEmpty, !f.name.utf8.contains(where: { $0 == 58 || $0 <= 32 || $0 == 127 }) else { throw EncodeError.badHeader(f.name) }
-            guard !f.value.utf8.contains(where: { $0 == 13 || $0 == 10 }) else { throw EncodeError.badHeader(f.name) }
+            guard !f.name.isEmpty, !f.name.utf8.contains(where: { $0 == 58 || $0 <= 32 || $0 == 127 }) else { throw .badHeader(f.name) }
+            guard !f.value.utf8.contains(where: { $0 == 13 || $0 == 10 }) else { throw .badHeader(f.name) }
             out += Array(f.name.utf8) + Array(": ".utf8) + Array(f.value.utf8) + [13, 10]
         }
         return out + [13, 10]
     }
 
-    static func check(_ token: String) throws {
+    static func check(_ token: String) throws(EncodeError) {
         guard !token.isEmpty, !token.utf8.contains(where: { $0 == 32 || $0 == 9 || $0 == 13 || $0 == 10 || $0 == 0 }) else {
-            throw EncodeError.badToken(token)
+            throw .badToken(token)
         }
     }
 }
