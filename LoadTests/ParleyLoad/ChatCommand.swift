@@ -174,10 +174,10 @@ struct ChatRun {
     let drops: (perSecond: Double, downMs: Int, agents: Bool)?
 
     func run() throws {
+        Interrupt.install()
         let fdLimit = ProcessSetup.prepare(schedBatch: false)
         let users = chat.customers + chat.agents
         if users + 64 > fdLimit { throw ValidationError("the fd limit (\(fdLimit)) is below \(users) connections: raise it (ulimit -n)") }
-        Interrupt.install()
         let target = common.target
         let runId = chat.runId ?? "load-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
         let started = ISO8601DateFormatter().string(from: Date())

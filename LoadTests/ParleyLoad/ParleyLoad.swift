@@ -86,6 +86,8 @@ struct Echo: ParsableCommand {
     }
 
     func run() throws {
+        // First: a Ctrl-C from the moment the tool runs is a summary, not lost or fatal.
+        Interrupt.install()
         ProcessSetup.prepare(schedBatch: true)
         let target = common.target
         let scenario = EchoScenario(dialer: try common.dialer(), connections: connections, inflight: inflight, size: size, loops: common.loops)
@@ -95,7 +97,6 @@ struct Echo: ParsableCommand {
             throw ExitCode(1)
         }
         if opened < connections { print("warning: \(opened) of \(connections) connections opened, \(failed) failed") }
-        Interrupt.install()
         let progress = Progress()
         let sample = { () -> Sample in
             let s = scenario.sample()
@@ -150,11 +151,11 @@ struct Connect: ParsableCommand {
     }
 
     func run() throws {
+        Interrupt.install()
         let fdLimit = ProcessSetup.prepare(schedBatch: true)
         if connections + 64 > fdLimit { print("warning: fd limit \(fdLimit) is below --connections; raise it (ulimit -n)") }
         let target = common.target
         let scenario = ConnectScenario(dialer: try common.dialer(), loops: common.loops)
-        Interrupt.install()
         let progress = Progress()
         let sample = { () -> Sample in
             let (o, f, _) = scenario.totals()

@@ -57,6 +57,8 @@ enum Interrupt {
     private static let flag = NSLock()
     nonisolated(unsafe) private static var raised = false
 
+    /// Call first thing in a command, before anything that takes time (connecting): a Ctrl-C
+    /// earlier than this ends the process without a summary.
     static func install() {
         guard source == nil else { return }
         signal(SIGINT, SIG_IGN)
