@@ -98,51 +98,6 @@ final class NATSConnectionTests: XCTestCase {
         wait(for: [got, nobody], timeout: 30)
     }
 
-    /// The facts the cluster design rests on, from the real engine: a stream created through the
-    /// JetStream API; a publish acknowledged with its stream sequence; the same `Nats-Msg-Id`
-    /// again is a duplicate with the original sequence; a publish fenced with the wrong
-    /// `Nats-Expected-Last-Sequence` is refused, with the right one it lands.
-    func testJetStreamAcksDeduplicationAndTheExpectedLastSequenceFence() throws {
-        let server = try NATSServerProcess()
-        defer { server.stop() }
-        let done = expectation(description: "jetstream")
-        var answers: [[String: Any]] = []
-        func json(_ r: Result<NATSMessage, NATSError>) -> [String: Any] {
-            guard case .success(let m) = r else { return ["failure": "\(r)"] }
-            return ((try? JSONSerialization.jsonObject(with: Data(m.payload))) as? [String: Any]) ?? ["unreadable": true]
-        }
-        connected(server) { n in
-            let stream = #"{"name":"CHAT","subjects":["chat.>"],"storage":"file","num_replicas":1}"#
-            n.request("$JS.API.STREAM.CREATE.CHAT", payload: Array(stream.utf8), timeoutMs: 20_000) { r in
-                answers.append(json(r))
-                n.request("chat.c1", headers: NATSHeaders(fields: [("Nats-Msg-Id", "m1")]), payload: Array("a".utf8)) { r in
-                    answers.append(json(r))
-                    n.request("chat.c1", headers: NATSHeaders(fields: [("Nats-Msg-Id", "m1")]), payload: Array("a".utf8)) { r in
-                        answers.append(json(r))
-                        n.request("chat.c1", headers: NATSHeaders(fields: [("Nats-Expected-Last-Sequence", "7")]), payload: Array("b".utf8)) { r in
-                            answers.append(json(r))
-                            n.request("chat.c1", headers: NATSHeaders(fields: [("Nats-Expected-Last-Sequence", "1")]), payload: Array("b".utf8)) { r in
-                                answers.append(json(r))
-                                done.fulfill()
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        wait(for: [done], timeout: 60)
-        XCTAssertEqual(answers.count, 5)
-        XCTAssertEqual((answers[0]["config"] as? [String: Any])?["name"] as? String, "CHAT", "\(answers[0])")
-        XCTAssertEqual(answers[1]["seq"] as? Int, 1, "\(answers[1])")
-        XCTAssertEqual(answers[1]["stream"] as? String, "CHAT")
-        XCTAssertEqual(answers[2]["seq"] as? Int, 1, "a duplicate gets the original's sequence: \(answers[2])")
-        XCTAssertEqual(answers[2]["duplicate"] as? Bool, true)
-        let refused = answers[3]["error"] as? [String: Any]
-        XCTAssertEqual(refused?["err_code"] as? Int, 10071, "wrong last sequence: \(answers[3])")
-        XCTAssertEqual(answers[3]["seq"] as? Int ?? 0, 0, "nothing stored")
-        XCTAssertEqual(answers[4]["seq"] as? Int, 2, "\(answers[4])")
-    }
-
     func testAServerThatGoesAwayClosesTheConnectionAndFailsWhatWaits() throws {
         let server = try NATSServerProcess()
         let closed = expectation(description: "closed"), failed = expectation(description: "request failed")
@@ -213,5 +168,80 @@ final class NATSClientTests: XCTestCase {
         }
         wait(for: [onA, lost, onB, got], timeout: 60, enforceOrder: true)
         loop.queue.sync { XCTAssertEqual(client.connects, 2); client.stop() }
+    }
+}
+
+final class JetStreamTests: XCTestCase {
+    static func outcome<T>(_ r: Result<T, JetStream.Failure>) -> String {
+        switch r {
+        case .success(let v): return "success(\(v))"
+        case .failure(let f): return f.apiCode.map { "err_code \($0)" } ?? "\(f)"
+        }
+    }
+
+    static let group = LoopGroup(count: 1)
+    var loop: Loop { Self.group.loops[0] }
+
+    /// The facts the cluster design rests on, from the real engine (`sync_interval: always`): a
+    /// stream made through the API (again with the same config: found, not an error); an append
+    /// acknowledged with its stream sequence; the same `Nats-Msg-Id` again is a duplicate with the
+    /// original's sequence; an append fenced with the wrong `Nats-Expected-Last-Sequence` is
+    /// refused and stores nothing, with the right one it lands; a message reads back by sequence
+    /// with its headers; the replica rule refuses this one-server stream unless allowed.
+    func testStreamsAcksDeduplicationTheFenceAndReadBack() throws {
+        let server = try NATSServerProcess()
+        defer { server.stop() }
+        let done = expectation(description: "jetstream")
+        var steps: [String] = []
+        var info: JetStream.StreamInfo?
+        var client: NATSClient!
+        loop.queue.async { [loop] in
+            client = NATSClient(servers: [.init(host: "127.0.0.1", port: server.port)], on: loop) { event in
+                guard case .connected = event else { return }
+                let js = JetStream(client: client)
+                js.createStream(name: "CHAT", subjects: ["chat.>"], replicas: 1) { r in
+                    steps.append("create \(r.map(\.name))")
+                    js.createStream(name: "CHAT", subjects: ["chat.>"], replicas: 1) { r in
+                        steps.append("again \(r.map(\.name))")
+                        js.publish("chat.c1", payload: Array("a".utf8), msgId: "m1", expectedLastSeq: 0) { r in
+                            steps.append("publish \(r.map(\.seq))")
+                            js.publish("chat.c1", payload: Array("a".utf8), msgId: "m1") { r in
+                                steps.append("duplicate \(r.map { "\($0.seq) \($0.duplicate)" })")
+                                js.publish("chat.c1", payload: Array("b".utf8), msgId: "m2", expectedLastSeq: 7) { r in
+                                    steps.append("fenced \(Self.outcome(r.map(\.seq)))")
+                                    js.publish("chat.c1", payload: Array("b".utf8), msgId: "m2", expectedLastSeq: 1) { r in
+                                        steps.append("next \(r.map(\.seq))")
+                                        js.message(stream: "CHAT", seq: 2) { r in
+                                            steps.append("read \(r.map { "\($0.subject) \(String(decoding: $0.payload, as: UTF8.self)) \($0.headers?["Nats-Msg-Id"] ?? "-")" })")
+                                            js.streamInfo("CHAT") { r in
+                                                info = try? r.get()
+                                                js.streamInfo("NOPE") { r in
+                                                    steps.append("missing \(Self.outcome(r.map(\.name)))")
+                                                    done.fulfill()
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            client.start()
+        }
+        wait(for: [done], timeout: 60)
+        XCTAssertEqual(steps, [
+            "create success(\"CHAT\")", "again success(\"CHAT\")", "publish success(1)", "duplicate success(\"1 true\")",
+            "fenced err_code \(JetStream.Failure.wrongLastSequence)", "next success(2)", "read success(\"chat.c1 b m2\")",
+            "missing err_code \(JetStream.Failure.streamNotFound)",
+        ])
+        XCTAssertEqual(info?.lastSeq, 2, "the refused append stored nothing")
+        XCTAssertEqual(info?.messages, 2)
+        XCTAssertEqual(info?.replicas, 1)
+        let why = try XCTUnwrap(JetStream.checkReplicas(XCTUnwrap(info), allowUnreplicated: false))
+        XCTAssertTrue(why.contains("1 replica") && why.contains("--allow-unreplicated"), why)
+        XCTAssertNil(JetStream.checkReplicas(try XCTUnwrap(info), allowUnreplicated: true))
+        loop.queue.sync { client.stop() }
     }
 }

@@ -1,0 +1,120 @@
+import Foundation
+
+/// The JetStream calls the replicated log needs, over a `NATSClient`: streams (create, info, the
+/// replica check), fenced and de-duplicated publishes with their acks, and reading a message back
+/// by sequence. Loop-confined like the client; every callback runs on its loop.
+public struct JetStream {
+    public let client: NATSClient
+    public var timeoutMs: UInt64 = 10_000
+
+    public init(client: NATSClient) { self.client = client }
+
+    /// An error JetStream answered with (`err_code` names it), or a failure to get an answer.
+    public enum Failure: Error, Equatable, Sendable {
+        case api(status: Int, code: Int, description: String)
+        case transport(NATSError)
+        case unreadable(String)
+
+        /// `Nats-Expected-Last-Sequence` did not match: someone else appended first (the fence).
+        public static let wrongLastSequence = 10071
+        public static let streamNotFound = 10059
+        public var apiCode: Int? { if case .api(_, let c, _) = self { return c } else { return nil } }
+    }
+
+    /// A stored message's place: its stream sequence, and whether JetStream had it already
+    /// (same `Nats-Msg-Id` within the stream's duplicate window).
+    public struct PubAck: Equatable, Sendable {
+        public var stream: String
+        public var seq: UInt64
+        public var duplicate: Bool
+    }
+
+    public struct StreamInfo: Equatable, Sendable {
+        public var name: String
+        public var subjects: [String]
+        public var replicas: Int
+        public var messages: UInt64
+        public var lastSeq: UInt64
+    }
+
+    /// Publishes `payload` to `subject` and reports where the stream stored it. `msgId` makes a
+    /// retry a duplicate, not a second copy; `expectedLastSeq` fences the append: it is refused
+    /// (`wrongLastSequence`) unless the stream's last sequence is exactly that.
+    public func publish(_ subject: String, payload: [UInt8], msgId: String? = nil, expectedLastSeq: UInt64? = nil,
+                        reply: @escaping (Result<PubAck, Failure>) -> Void) {
+        var h = NATSHeaders()
+        if let msgId { h.fields.append(("Nats-Msg-Id", msgId)) }
+        if let expectedLastSeq { h.fields.append(("Nats-Expected-Last-Sequence", String(expectedLastSeq))) }
+        call(subject, headers: h.fields.isEmpty ? nil : h, payload: payload, reply: { r in
+            reply(r.flatMap { o in
+                guard let stream = o["stream"] as? String, let seq = Self.uint(o["seq"]), seq > 0 else { return .failure(.unreadable("PubAck without stream and seq")) }
+                return .success(PubAck(stream: stream, seq: seq, duplicate: o["duplicate"] as? Bool ?? false))
+            })
+        })
+    }
+
+    /// Creates the stream, or finds it with the same configuration.
+    public func createStream(name: String, subjects: [String], replicas: Int, reply: @escaping (Result<StreamInfo, Failure>) -> Void) {
+        let config: [String: Any] = ["name": name, "subjects": subjects, "storage": "file", "num_replicas": replicas,
+                                     "retention": "limits", "discard": "old", "duplicate_window": 120_000_000_000,
+                                     "allow_direct": true]
+        guard let body = try? JSONSerialization.data(withJSONObject: config, options: [.sortedKeys]) else { return reply(.failure(.unreadable("config"))) }
+        call("$JS.API.STREAM.CREATE.\(name)", payload: Array(body)) { reply($0.flatMap(Self.streamInfo)) }
+    }
+
+    public func streamInfo(_ name: String, reply: @escaping (Result<StreamInfo, Failure>) -> Void) {
+        call("$JS.API.STREAM.INFO.\(name)", payload: []) { reply($0.flatMap(Self.streamInfo)) }
+    }
+
+    /// A stored message by stream sequence: its subject, headers and payload.
+    public func message(stream: String, seq: UInt64, reply: @escaping (Result<(subject: String, headers: NATSHeaders?, payload: [UInt8]), Failure>) -> Void) {
+        call("$JS.API.STREAM.MSG.GET.\(stream)", payload: Array(#"{"seq":\#(seq)}"#.utf8)) { r in
+            reply(r.flatMap { o in
+                guard let m = o["message"] as? [String: Any], let subject = m["subject"] as? String else { return .failure(.unreadable("no message")) }
+                let data = (m["data"] as? String).flatMap { Data(base64Encoded: $0) }.map(Array.init) ?? []
+                var headers: NATSHeaders? = nil
+                if let hs = m["hdrs"] as? String, let raw = Data(base64Encoded: hs) {
+                    headers = try? ServerParser.headers(ArraySlice(raw))
+                }
+                return .success((subject, headers, data))
+            })
+        }
+    }
+
+    /// Parley's rule for a cluster's stream: an ack must mean stored on a majority of at least
+    /// three servers. Fewer replicas are refused, with why, unless the operator allowed them.
+    public static func checkReplicas(_ info: StreamInfo, allowUnreplicated: Bool) -> String? {
+        guard info.replicas < 3, !allowUnreplicated else { return nil }
+        return "stream \(info.name) has \(info.replicas) replica\(info.replicas == 1 ? "" : "s"): an acknowledged message would survive the loss of \(info.replicas == 1 ? "no" : "only one") server less than it should. Use 3 or more replicas (or --allow-unreplicated for development)"
+    }
+
+    // MARK: internals
+
+    private func call(_ subject: String, headers: NATSHeaders? = nil, payload: [UInt8], reply: @escaping (Result<[String: Any], Failure>) -> Void) {
+        client.request(subject, headers: headers, payload: payload, timeoutMs: timeoutMs) { r in
+            switch r {
+            case .failure(let e): reply(.failure(.transport(e)))
+            case .success(let m):
+                guard let o = (try? JSONSerialization.jsonObject(with: Data(m.payload))) as? [String: Any] else {
+                    return reply(.failure(.unreadable(String(decoding: m.payload.prefix(200), as: UTF8.self))))
+                }
+                if let e = o["error"] as? [String: Any] {
+                    return reply(.failure(.api(status: e["code"] as? Int ?? 0, code: e["err_code"] as? Int ?? 0, description: e["description"] as? String ?? "")))
+                }
+                reply(.success(o))
+            }
+        }
+    }
+
+    static func uint(_ v: Any?) -> UInt64? {
+        if let n = v as? NSNumber, n.int64Value >= 0 { return n.uint64Value }
+        return nil
+    }
+
+    static func streamInfo(_ o: [String: Any]) -> Result<StreamInfo, Failure> {
+        guard let c = o["config"] as? [String: Any], let name = c["name"] as? String else { return .failure(.unreadable("no stream config")) }
+        let state = o["state"] as? [String: Any] ?? [:]
+        return .success(StreamInfo(name: name, subjects: c["subjects"] as? [String] ?? [], replicas: c["num_replicas"] as? Int ?? 1,
+                                   messages: uint(state["messages"]) ?? 0, lastSeq: uint(state["last_seq"]) ?? 0))
+    }
+}
