@@ -80,7 +80,6 @@ public final class Log: @unchecked Sendable {
 
     // Guarded by `lock`.
     private var segments: [Segment] = []
-    private var retired: [Segment] = []
     private var pending: [(records: [Record], completion: Completion)] = []
     private var durable: UInt64 = 0
     private var first: UInt64 = 1
@@ -128,7 +127,7 @@ public final class Log: @unchecked Sendable {
         lock.unlock()
         writerDone.wait()
         lock.lock()
-        for s in segments + retired { Glibc.close(s.fd) }
+        for s in segments { Glibc.close(s.fd) }
         segments = []
         lock.unlock()
     }
@@ -331,7 +330,11 @@ public final class Log: @unchecked Sendable {
         while segments.count > 1, segments[0].sealed, segments[0].lastTimestampMs < cutoffMs {
             removed.append(segments.removeFirst())
         }
-        if !removed.isEmpty { first = segments[0].base; retired += removed }
+        if !removed.isEmpty { first = segments[0].base }
+        for s in removed {
+            s.deleted = true
+            if s.readers == 0 { Glibc.close(s.fd) }  // else the last reader closes it (`release`)
+        }
         lock.unlock()
         guard !removed.isEmpty else { return }
         for s in removed {
@@ -401,7 +404,9 @@ public final class Log: @unchecked Sendable {
             let seg = segments[i]
             let start = seg.scanStart(for: next)
             let end = seg.size
+            seg.readers += 1
             lock.unlock()
+            defer { release(seg) }
             var pos = start
             var chunk = [UInt8](repeating: 0, count: 64 * 1024)
             scan: while pos < end, out.count < limit {
@@ -440,6 +445,15 @@ public final class Log: @unchecked Sendable {
             next = lastRead + 1
         }
         return out
+    }
+
+    /// A reader is done with `seg`: the descriptor of a segment retention deleted meanwhile is
+    /// closed by its last reader.
+    private func release(_ seg: Segment) {
+        lock.lock()
+        seg.readers -= 1
+        if seg.deleted, seg.readers == 0 { Glibc.close(seg.fd) }
+        lock.unlock()
     }
 
     /// Index of the segment holding `offset`. Under `lock`.

@@ -20,6 +20,10 @@ final class Segment {
     var last: UInt64
     var lastTimestampMs: Int64 = 0
     var sealed = false
+    /// Readers between taking this segment (under the log's lock) and their last pread of it.
+    /// Retention closes the descriptor of a deleted segment once this is 0, never under a reader.
+    var readers = 0
+    var deleted = false
     /// Sparse index: (offset, file position) of a frame at least every `indexEveryBytes`.
     var index: [(offset: UInt64, position: Int64)] = []
     var lastIndexedPosition: Int64 = -1 << 40

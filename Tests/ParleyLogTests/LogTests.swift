@@ -193,6 +193,35 @@ final class LogTests: XCTestCase {
         log3.close()
     }
 
+    /// Deleted segments give their descriptors back at once (they count against the same limit
+    /// as connections), and reads go on across the retention.
+    func testRetentionClosesTheDescriptorsOfDeletedSegments() throws {
+        let dir = TestDir.make()
+        var c = LogConfig(directory: dir)
+        c.segmentBytes = 1024
+        let (old, _) = try Log.open(c)
+        for i in 1...120 { try old.appendAndWait([Record(type: .message, timestampMs: 1_000, payload: Array("old \(i)".utf8))]) }
+        old.close()
+        c.retentionMs = 60_000
+        let (log, _) = try Log.open(c)
+        defer { log.close() }
+        func openOnDeletedFiles() -> Int {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+            return fds.filter { fd in
+                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)") else { return false }
+                return target.hasPrefix(dir) && target.hasSuffix("(deleted)")
+            }.count
+        }
+        let segmentsBefore = TestDir.segments(dir).count
+        XCTAssertGreaterThan(segmentsBefore, 5)
+        // Retention runs on the writer thread after a batch's acks; the next append's ack comes after it.
+        try log.appendAndWait([Record(type: .message, payload: Array("new 1".utf8))])
+        try log.appendAndWait([Record(type: .message, payload: Array("new 2".utf8))])
+        XCTAssertLessThan(TestDir.segments(dir).count, segmentsBefore, "old segments deleted")
+        XCTAssertEqual(openOnDeletedFiles(), 0, "no descriptor kept for a deleted segment")
+        XCTAssertEqual(log.read(from: log.firstOffset, limit: .max).suffix(2).map(\.payload), [Array("new 1".utf8), Array("new 2".utf8)])
+    }
+
     func testSequencesStayGaplessPerConversation() throws {
         let dir = TestDir.make()
         let conv = ConversationID(high: 9, low: 9)
