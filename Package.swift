@@ -81,6 +81,7 @@ let package = Package(
         ),
         .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
+        .testTarget(name: "ParleyTransportTests", dependencies: ["ParleyTransport"]),
         .testTarget(name: "ParleyNATSTests", dependencies: ["ParleyNATS", "ParleyTransport"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer"]),
         .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat", "ParleyLog", "ParleyProtocol"]),

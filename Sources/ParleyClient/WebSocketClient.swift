@@ -35,7 +35,8 @@ public final class WebSocketClient: ConnectionHandler {
     public weak var delegate: WebSocketClientDelegate?
     public private(set) var subprotocol: String?
     @exclusivity(unchecked) private var reader: FrameReader
-    private let expectedAccept: String
+    /// Nil if OpenSSL cannot compute SHA-1: the handshake then fails with a message, not a trap.
+    private let expectedAccept: String?
     private var serverCloseCode: UInt16?
     @exclusivity(unchecked) private var closeSent = false
     @exclusivity(unchecked) private var rng: UInt64
@@ -161,6 +162,7 @@ public final class WebSocketClient: ConnectionHandler {
                 if name == "sec-websocket-protocol" { subprotocol = value }
                 if name == "sec-websocket-extensions" { extensions.append(value) }
             }
+            guard let expectedAccept else { fail("SHA-1 unavailable in this OpenSSL: cannot check the handshake"); return bytes.count }
             guard accept == expectedAccept else { fail("bad Sec-WebSocket-Accept"); return bytes.count }
             if !extensions.isEmpty {
                 guard offeredCompression else { fail("server answered an extension that was not offered"); return bytes.count }

@@ -137,10 +137,10 @@ public final class Log: @unchecked Sendable {
     /// Queues records; `completion` runs (on the log's writer thread: hop to your own queue) once they
     /// are durable, with their offsets, or with the error that kept them out of the log.
     public func append(_ records: [Record], completion: @escaping Completion) {
-        do {
+        do throws(LogError) {
             for r in records { try RecordCodec.validate(r) }
         } catch {
-            completion(.failure(error as! LogError))
+            completion(.failure(error))
             return
         }
         lock.lock()

@@ -144,9 +144,9 @@ public enum RecordCodec {
 
     public static func encodedSize(_ r: Record) -> Int { paddedSize(keyBytes: r.key.count, payloadBytes: r.payload.count) }
 
-    public static func validate(_ r: Record) throws {
-        if r.key.count > maxKeyBytes { throw LogError.keyTooLong(r.key.count) }
-        if r.payload.count > maxPayloadBytes { throw LogError.payloadTooLarge(r.payload.count) }
+    public static func validate(_ r: Record) throws(LogError) {
+        if r.key.count > maxKeyBytes { throw .keyTooLong(r.key.count) }
+        if r.payload.count > maxPayloadBytes { throw .payloadTooLarge(r.payload.count) }
     }
 
     /// Writes the frame at `out` (room for `encodedSize(r)` bytes) and returns its size.

@@ -13,7 +13,7 @@ import Glibc
 /// in echo) cannot find anything; static checks still apply.
 public final class Connection {
     public enum State: UInt8 { case open, closing, lingering, closed }
-    public enum CloseReason: UInt8 { case normal, eof, reset, overflow, stalled, timeout, shutdown, tls }
+    public enum CloseReason: UInt8 { case normal, eof, reset, overflow, stalled, timeout, shutdown, tls, resources }
 
     public let fd: Int32
     /// Loops live as long as the process (`LoopGroup` keeps them), so no reference counting here.

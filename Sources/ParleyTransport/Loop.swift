@@ -1,5 +1,6 @@
 import Dispatch
 import CParleySys
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,6 +36,8 @@ public struct LoopCounters: Sendable {
 /// One serial DispatchQueue and every connection that lives on it. All of a connection's state
 /// is touched only on its loop's queue.
 public final class Loop {
+    /// For the rare failures of the loop itself (connections log through their handlers).
+    static let logger = Logger(label: "parley.transport")
     public let index: Int
     public let queue: DispatchQueue
     public let mode: ReadinessMode
@@ -164,8 +167,13 @@ public final class Loop {
         connectionCount += 1
         switch mode {
         case .epoll:
-            let rc = parley_epoll_add(epfd, fd, interestBits(c), key(c))
-            precondition(rc == 0, "epoll_ctl ADD failed: \(errno)")
+            if parley_epoll_add(epfd, fd, interestBits(c), key(c)) != 0 {
+                // The kernel will not watch it (ENOMEM, ENOSPC: max_user_watches): this connection
+                // cannot be served. It is closed on the next turn, once the caller has set it up.
+                let e = errno
+                Loop.logger.error("epoll_ctl ADD failed; closing the connection", metadata: ["errno": "\(e)", "conn.fd": "\(fd)"])
+                queue.async { c.close(.resources) }
+            }
         case .sources:
             c.makeSources()
         }

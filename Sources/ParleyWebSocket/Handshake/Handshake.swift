@@ -31,7 +31,8 @@ public enum Handshake {
                 }
             }
         }
-        var accepted = Accepted(acceptKey: acceptKey(for: key), subprotocol: chosen)
+        guard let accept = acceptKey(for: key) else { return .failure(.digestUnavailable) }
+        var accepted = Accepted(acceptKey: accept, subprotocol: chosen)
         if deflate.enabled {
             let offers = head.headers.filter { $0.name.lowercased() == "sec-websocket-extensions" }.map(\.value)
             if let (params, response) = DeflateNegotiation.negotiate(offers, policy: deflate) {
@@ -69,15 +70,16 @@ public enum Handshake {
     /// The digest is fetched once: implicit per-call fetching costs in OpenSSL 3.
     nonisolated(unsafe) private static let sha1: OpaquePointer? = EVP_MD_fetch(nil, "SHA1", nil)
 
-    /// base64(SHA-1(key + GUID)).
-    public static func acceptKey(for key: String) -> String {
+    /// base64(SHA-1(key + GUID)); nil if OpenSSL cannot compute SHA-1 (a broken or FIPS-restricted
+    /// build): the handshake is then refused with 500, never a crash.
+    public static func acceptKey(for key: String) -> String? {
         let input = Array((key + guid).utf8)
         var digest = [UInt8](repeating: 0, count: 20)
         var len: UInt32 = 0
         let ok = input.withUnsafeBytes { inp in
             digest.withUnsafeMutableBufferPointer { EVP_Digest(inp.baseAddress, inp.count, $0.baseAddress, &len, sha1, nil) }
         }
-        precondition(ok == 1 && len == 20, "SHA-1 unavailable in this OpenSSL")
+        guard ok == 1, len == 20 else { return nil }
         var out = [UInt8](repeating: 0, count: 29)  // 4 * ceil(20/3) + NUL
         let n = out.withUnsafeMutableBufferPointer { o in digest.withUnsafeBufferPointer { EVP_EncodeBlock(o.baseAddress, $0.baseAddress, 20) } }
         return String(decoding: out[0..<Int(n)], as: UTF8.self)
@@ -86,6 +88,8 @@ public enum Handshake {
 
 public enum HandshakeError: Error, Equatable {
     case methodNotGet, notHTTP11, missingUpgrade, missingConnectionUpgrade, badVersion, badKey
+    /// OpenSSL could not compute SHA-1: the server's fault, not the client's.
+    case digestUnavailable
 
     public var response: HTTPResponse {
         switch self {
@@ -101,6 +105,8 @@ public enum HandshakeError: Error, Equatable {
             return .error(400, code: "invalid_request", message: "Connection header must contain Upgrade")
         case .badKey:
             return .error(400, code: "invalid_request", message: "Sec-WebSocket-Key must be 16 bytes in base64")
+        case .digestUnavailable:
+            return .error(500, code: "internal", message: "the server cannot compute the handshake's accept key")
         }
     }
 }
