@@ -90,6 +90,9 @@ public final class HTTPConnectionHandler: ConnectionHandler {
                     return offset  // the connection offers the rest to the new handler
                 case .deferred(let start):
                     awaitingReply = true
+                    // No more reading until the answer is out: pipelined requests behind this one
+                    // wait in the peer's socket, not in our memory (finishDeferred resumes).
+                    c.pauseInput()
                     c.deadlineMs = c.loop.nowMs + limits.requestTimeoutMs
                     let loop = c.loop
                     let includeBody = head.method != "HEAD"

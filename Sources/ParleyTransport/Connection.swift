@@ -28,6 +28,8 @@ public final class Connection {
     @exclusivity(unchecked) public private(set) var lastReadMs: UInt64
 
     @exclusivity(unchecked) private(set) var readPaused = false
+    /// The handler asked for no more input until it calls `resumeInput` (it cannot use more now).
+    @exclusivity(unchecked) private(set) var inputPaused = false
     /// A TLS handshake waiting for the loop's next turn (handshakes per turn are bounded).
     @exclusivity(unchecked) var handshakeDeferred = false
     /// TLS session, when the connection is `wss://`/`https://` (nil: plain TCP).
@@ -63,8 +65,9 @@ public final class Connection {
     public var isOpen: Bool { state == .open }
     var isAlive: Bool { state != .closed }
     public var isTLS: Bool { tls != nil }
-    /// Reading is off: output backpressure, or a TLS handshake deferred to the next turn.
-    var readBlocked: Bool { readPaused || handshakeDeferred }
+    /// Reading is off: output backpressure, the handler's pause, or a TLS handshake deferred to
+    /// the next turn.
+    var readBlocked: Bool { readPaused || inputPaused || handshakeDeferred }
 
     // MARK: reading
 
@@ -105,13 +108,30 @@ public final class Connection {
                 pending = input
             }  // else dropped: idle connections hold no input buffer
         }
+        // A handler holding more unconsumed input than any message it takes needs is not going
+        // to consume it: the peer is filling our memory.
+        if pending.count > loop.limits.maxUnconsumedInputBytes, state == .open { close(.overflow) }
         if loop.corkOwner === self { loop.uncork() }
     }
 
-    /// Offers input kept from earlier reads to the handler again, now (a handler that paused its
-    /// input, e.g. while an HTTP answer was computed elsewhere, calls this when it can go on).
+    /// Stops reading until `resumeInput`: for a handler that cannot use more input now (an HTTP
+    /// request whose answer is computed elsewhere), so a peer that keeps sending fills its own
+    /// socket buffers, not the server's memory.
+    public func pauseInput() {
+        guard state == .open, !inputPaused else { return }
+        inputPaused = true
+        loop.updateInterest(self)
+    }
+
+    /// Reads again after `pauseInput`, and offers the input kept from earlier reads to the
+    /// handler now.
     public func resumeInput() {
-        guard state == .open, !pending.isEmpty else { return }
+        guard state == .open else { return }
+        if inputPaused {
+            inputPaused = false
+            loop.updateInterest(self)
+        }
+        guard !pending.isEmpty else { return }
         var input = pending
         pending = []
         loop.corkOwner = self

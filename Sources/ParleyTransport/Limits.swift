@@ -17,6 +17,10 @@ public struct TransportLimits: Sendable {
     /// CPU; past this many in one turn the rest wait for the next, so a handshake flood cannot
     /// starve established sessions on the same loop.
     public var handshakesPerTurn = 16
+    /// Input read but not yet consumed by the handler, at most (past it the connection closes):
+    /// above the largest unit a handler waits for whole (an HTTP head of 64 KiB and body of
+    /// 1 MiB); WebSocket frames and TLS records are consumed as they stream in.
+    public var maxUnconsumedInputBytes = 2 << 20
     /// Descriptors held back from connections for the log, Dispatch and the spare-fd trick.
     public var reservedDescriptors = 256
 

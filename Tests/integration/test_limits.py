@@ -94,3 +94,44 @@ def test_configuration_from_environment(fresh_server):
             except websockets.ConnectionClosed as e:
                 assert e.rcvd.code == 1009
     asyncio.run(go())
+
+
+def _rss_bytes(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_pipelined_requests_behind_a_deferred_answer_wait_in_the_socket_not_in_memory(fresh_server):
+    """A client puts orders (each answered once durable) and pipelines them without reading any
+    answer: the server stops reading while an answer is pending and while its answers back up,
+    so what the client can push is bounded by the sockets' buffers, the server's memory does not
+    grow with it, and the connection is not dropped for it."""
+    import json, select
+    srv = fresh_server()
+    body = json.dumps({"placedAt": "2026-11-20T09:00:00Z", "status": "paid", "total": "1.00", "currency": "EUR", "items": []}).encode()
+    put = (f"PUT /v1/users/u/orders/o HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {srv.secrets['apiKey']}\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    chunk = put * 200
+    rss0 = _rss_bytes(srv.proc.pid)
+    s = srv.connect()
+    s.setblocking(False)
+    pushed, cap = 0, 64 << 20
+    while pushed < cap:
+        try:
+            pushed += s.send(chunk)
+        except BlockingIOError:
+            # The server reads no more: once the sockets' buffers are full, nothing moves.
+            if not select.select([], [s], [], 3)[1]:
+                break
+    grown = _rss_bytes(srv.proc.pid) - rss0
+    assert pushed < 24 << 20, f"the server kept reading: {pushed >> 20} MiB taken while its answers waited"
+    assert grown < 48 << 20, f"server memory grew {grown >> 20} MiB"
+    # Still connected (nothing was dropped for it) and the server serves others.
+    s.setblocking(True)
+    s.settimeout(10)
+    assert s.recv(4096).startswith(b"HTTP/1.1 20"), "the first answers are there to read"
+    other = srv.connect()
+    other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert other.recv(4096).startswith(b"HTTP/1.1 200")
