@@ -57,9 +57,8 @@ public final class NATSConnection: ConnectionHandler {
         n.onClose = onClose
         n.connection = loop.adopt(fd: fd, handler: n)
         // A server that takes the connection but never finishes the handshake is given up on.
+        // Once connected, the connection's deadline is the earliest request's.
         n.connection.deadlineMs = loop.nowMs + NATSConnection.handshakeTimeoutMs
-        // Requests past their time are failed on the loop's tick.
-        loop.onTick { [weak n] now in n?.expireRequests(nowMs: now) }
         return n
     }
 
@@ -101,6 +100,7 @@ public final class NATSConnection: ConnectionHandler {
             // Loop-confined: the answer cannot be read before this returns, so registering after
             // the publish is safe.
             requests[token] = (loop.nowMs + timeoutMs, reply)
+            armDeadline()
         } catch {
             reply(.failure(error))
         }
@@ -124,9 +124,13 @@ public final class NATSConnection: ConnectionHandler {
     static let handshakeTimeoutMs: UInt64 = 5000
 
     public func connectionDeadline(_ c: Connection, nowMs: UInt64) {
-        guard !isReady else { return }
-        closeReason = "no handshake within \(NATSConnection.handshakeTimeoutMs) ms"
-        c.close(.timeout)
+        guard isReady else {
+            closeReason = "no handshake within \(NATSConnection.handshakeTimeoutMs) ms"
+            c.close(.timeout)
+            return
+        }
+        expireRequests(nowMs: nowMs)
+        armDeadline()
     }
 
     public func connectionOverflow(_ c: Connection) {
@@ -179,7 +183,14 @@ public final class NATSConnection: ConnectionHandler {
 
     private func answered(_ m: NATSMessage) {
         guard let token = m.subject.split(separator: ".").last.map(String.init), let r = requests.removeValue(forKey: token) else { return }
+        armDeadline()
         if m.headers?.status == 503 { r.reply(.failure(.noResponders)) } else { r.reply(.success(m)) }
+    }
+
+    /// The connection's deadline follows the earliest request still waiting (0: none).
+    private func armDeadline() {
+        guard isReady else { return }
+        connection.deadlineMs = requests.values.map(\.deadlineMs).min() ?? 0
     }
 
     private func expireRequests(nowMs: UInt64) {

@@ -98,6 +98,29 @@ final class NATSConnectionTests: XCTestCase {
         wait(for: [got, nobody], timeout: 30)
     }
 
+    /// A request nobody answers (a subscriber that stays silent) fails with `.timeout` once its
+    /// time is up, and the connection goes on.
+    func testARequestNobodyAnswersTimesOut() throws {
+        let server = try NATSServerProcess()
+        defer { server.stop() }
+        let timedOut = expectation(description: "timeout"), after = expectation(description: "still serving")
+        connected(server) { n in
+            do { try n.subscribe("silent") { _ in } } catch { XCTFail("\(error)") }
+            n.request("silent", payload: [], timeoutMs: 300) { r in
+                XCTAssertEqual(r.map(\.payload), .failure(.timeout))
+                timedOut.fulfill()
+                do {
+                    try n.subscribe("echo") { m in try? n.publish(m.replyTo!, payload: m.payload) }
+                } catch { XCTFail("\(error)") }
+                n.request("echo", payload: Array("still here".utf8), timeoutMs: 10_000) { r in
+                    XCTAssertEqual(r.map(\.payload), .success(Array("still here".utf8)))
+                    after.fulfill()
+                }
+            }
+        }
+        wait(for: [timedOut, after], timeout: 30, enforceOrder: true)
+    }
+
     func testAServerThatGoesAwayClosesTheConnectionAndFailsWhatWaits() throws {
         let server = try NATSServerProcess()
         let closed = expectation(description: "closed"), failed = expectation(description: "request failed")
