@@ -53,6 +53,17 @@ final class IdentityTests: XCTestCase {
         XCTAssertThrowsError(try TokenService.claims(sub: "u", role: "agent", name: nil, ttlSeconds: 60, capacity: 0))
     }
 
+    /// Generated secrets go after `--api-key` / `--jwt-secret` on command lines: none may start
+    /// with "-" (it would read as an option; 1 in 64 did). 2,000 draws see a dash first ~31 times
+    /// if the rule is broken.
+    func testGeneratedSecretsNeverStartWithADash() {
+        for _ in 0..<2000 {
+            let t = SecretsStore.randomToken()
+            XCTAssertFalse(t.hasPrefix("-"), t)
+            XCTAssertEqual(t.count, 43)
+        }
+    }
+
     func testSecretsAreGeneratedOnceWithMode0600AndReused() throws {
         let dir = NSTemporaryDirectory() + "parley-secrets-" + UUID().uuidString
         let (first, generated) = try SecretsStore.resolve(dataDir: dir, jwtSecret: nil, apiKey: nil)

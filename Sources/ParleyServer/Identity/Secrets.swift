@@ -44,12 +44,17 @@ public enum SecretsStore {
         return (generated, true)
     }
 
-    /// 32 random bytes (getrandom via the system generator), base64url without padding.
+    /// 32 random bytes (getrandom via the system generator), base64url without padding, never
+    /// starting with "-": a secret is pasted after `--api-key`/`--jwt-secret`, where a leading dash
+    /// reads as an option (1 token in 64 did; the ~0.03 bits lost do not matter).
     static func randomToken() -> String {
         var g = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }
-        return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        while true {
+            let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }
+            let t = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            if !t.hasPrefix("-") { return t }
+        }
     }
 
     private static func write(_ s: Secrets, to file: String, dataDir: String) throws {
