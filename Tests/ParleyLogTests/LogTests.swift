@@ -174,15 +174,22 @@ final class LogTests: XCTestCase {
         XCTAssertEqual(log.durableOffset, 0)
     }
 
-    func testRetentionDeletesWholeOldSealedSegments() throws {
-        let dir = TestDir.make()
+    /// A log in `dir` of `records` records stamped long ago, in 1 KiB segments; returns the
+    /// configuration that reopens it with a retention of one minute.
+    private func logOfOldRecords(_ dir: String, _ records: Int) throws -> LogConfig {
         var c = LogConfig(directory: dir)
         c.segmentBytes = 1024
         let (log, _) = try Log.open(c)
-        for i in 1...40 { try log.appendAndWait([Record(type: .message, timestampMs: 1_000, payload: Array("old \(i)".utf8))]) }
+        for i in 1...records { try log.appendAndWait([Record(type: .message, timestampMs: 1_000, payload: Array("old \(i)".utf8))]) }
         log.close()
-        let before = TestDir.segments(dir).count
         c.retentionMs = 60_000
+        return c
+    }
+
+    func testRetentionDeletesWholeOldSealedSegments() throws {
+        let dir = TestDir.make()
+        let c = try logOfOldRecords(dir, 40)
+        let before = TestDir.segments(dir).count
         let (log2, _) = try Log.open(c)
         try log2.appendAndWait([Record(type: .message, payload: Array("new".utf8))])
         log2.close()  // retention runs on the writer thread after a batch's acks: wait for it
@@ -197,13 +204,7 @@ final class LogTests: XCTestCase {
     /// as connections), and reads go on across the retention.
     func testRetentionClosesTheDescriptorsOfDeletedSegments() throws {
         let dir = TestDir.make()
-        var c = LogConfig(directory: dir)
-        c.segmentBytes = 1024
-        let (old, _) = try Log.open(c)
-        for i in 1...120 { try old.appendAndWait([Record(type: .message, timestampMs: 1_000, payload: Array("old \(i)".utf8))]) }
-        old.close()
-        c.retentionMs = 60_000
-        let (log, _) = try Log.open(c)
+        let (log, _) = try Log.open(try logOfOldRecords(dir, 120))
         defer { log.close() }
         func openOnDeletedFiles() -> Int {
             let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
