@@ -449,8 +449,10 @@ public struct ConversationBook<S: Hashable> {
         if conversations[id]!.refusal != nil {
             // Earlier events of this conversation are being refused: this one would be too.
             answerUnavailable(waiters, &out)
-            if case .resync = then { conversations[id]!.refusal!.resync = true }
-            if case .dropAgent = then { conversations[id]!.refusal!.resync = true }
+            switch then {
+            case .resync, .dropAgent: conversations[id]!.refusal!.resync = true  // the switchboard moved ahead
+            case .none, .created, .resolved: break
+            }
             return
         }
         let seq = conversations[id]!.lastSeq + 1

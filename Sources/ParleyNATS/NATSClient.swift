@@ -78,7 +78,11 @@ public final class NATSClient {
     /// Subscribes now if connected, and again after every reconnect. Returns a handle for `unsubscribe`.
     @discardableResult
     public func subscribe(_ subject: String, queue: String? = nil, handler: @escaping (NATSMessage) -> Void) throws(NATSError) -> Int {
-        do { _ = try ClientOps.sub(subject: subject, queue: queue, sid: "0") } catch { throw .encode(error) }  // refused now, not at a reconnect
+        // A bad subject is refused now, not at some later reconnect.
+        do {
+            try ClientOps.check(subject)
+            if let queue { try ClientOps.check(queue) }
+        } catch { throw .encode(error) }
         let id = nextSubscription
         nextSubscription += 1
         subscriptions[id] = (subject, queue, handler)

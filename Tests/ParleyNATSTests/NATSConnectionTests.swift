@@ -202,6 +202,12 @@ final class JetStreamTests: XCTestCase {
         }
     }
 
+    /// Runs callback-style steps one after another (each calls `next` when its answer is in).
+    static func inSequence(_ steps: [(@escaping () -> Void) -> Void], then done: @escaping () -> Void) {
+        guard let first = steps.first else { return done() }
+        first { inSequence(Array(steps.dropFirst()), then: done) }
+    }
+
     static let group = LoopGroup(count: 1)
     var loop: Loop { Self.group.loops[0] }
 
@@ -222,34 +228,19 @@ final class JetStreamTests: XCTestCase {
             client = NATSClient(servers: [.init(host: "127.0.0.1", port: server.port)], on: loop) { event in
                 guard case .connected = event else { return }
                 let js = JetStream(client: client)
-                js.createStream(name: "CHAT", subjects: ["chat.>"], replicas: 1) { r in
-                    steps.append("create \(r.map(\.name))")
-                    js.createStream(name: "CHAT", subjects: ["chat.>"], replicas: 1) { r in
-                        steps.append("again \(r.map(\.name))")
-                        js.publish("chat.c1", payload: Array("a".utf8), msgId: "m1", expectedLastSeq: 0) { r in
-                            steps.append("publish \(r.map(\.seq))")
-                            js.publish("chat.c1", payload: Array("a".utf8), msgId: "m1") { r in
-                                steps.append("duplicate \(r.map { "\($0.seq) \($0.duplicate)" })")
-                                js.publish("chat.c1", payload: Array("b".utf8), msgId: "m2", expectedLastSeq: 7) { r in
-                                    steps.append("fenced \(Self.outcome(r.map(\.seq)))")
-                                    js.publish("chat.c1", payload: Array("b".utf8), msgId: "m2", expectedLastSeq: 1) { r in
-                                        steps.append("next \(r.map(\.seq))")
-                                        js.message(stream: "CHAT", seq: 2) { r in
-                                            steps.append("read \(r.map { "\($0.subject) \(String(decoding: $0.payload, as: UTF8.self)) \($0.headers?["Nats-Msg-Id"] ?? "-")" })")
-                                            js.streamInfo("CHAT") { r in
-                                                info = try? r.get()
-                                                js.streamInfo("NOPE") { r in
-                                                    steps.append("missing \(Self.outcome(r.map(\.name)))")
-                                                    done.fulfill()
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                // One call after another, each recording what JetStream answered.
+                Self.inSequence([
+                    { next in js.createStream(name: "CHAT", subjects: ["chat.>"], replicas: 1) { r in steps.append("create \(r.map(\.name))"); next() } },
+                    { next in js.createStream(name: "CHAT", subjects: ["chat.>"], replicas: 1) { r in steps.append("again \(r.map(\.name))"); next() } },
+                    { next in js.publish("chat.c1", payload: Array("a".utf8), msgId: "m1", expectedLastSeq: 0) { r in steps.append("publish \(r.map(\.seq))"); next() } },
+                    { next in js.publish("chat.c1", payload: Array("a".utf8), msgId: "m1") { r in steps.append("duplicate \(r.map { "\($0.seq) \($0.duplicate)" })"); next() } },
+                    { next in js.publish("chat.c1", payload: Array("b".utf8), msgId: "m2", expectedLastSeq: 7) { r in steps.append("fenced \(Self.outcome(r.map(\.seq)))"); next() } },
+                    { next in js.publish("chat.c1", payload: Array("b".utf8), msgId: "m2", expectedLastSeq: 1) { r in steps.append("next \(r.map(\.seq))"); next() } },
+                    { next in js.message(stream: "CHAT", seq: 2) { r in
+                        steps.append("read \(r.map { "\($0.subject) \(String(decoding: $0.payload, as: UTF8.self)) \($0.headers?["Nats-Msg-Id"] ?? "-")" })"); next() } },
+                    { next in js.streamInfo("CHAT") { r in info = try? r.get(); next() } },
+                    { next in js.streamInfo("NOPE") { r in steps.append("missing \(Self.outcome(r.map(\.name)))"); next() } },
+                ], then: { done.fulfill() })
             }
             client.start()
         }
