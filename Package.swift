@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "ParleyLog", dependencies: ["CParleySys", .product(name: "Logging", package: "swift-log")]),
         .target(name: "ParleyChat", dependencies: ["ParleyLog"]),
         // The NATS client protocol (issue 13's cluster mode rides on it): pure parser and encoders.
-        .target(name: "ParleyNATS", dependencies: ["ParleyTransport"]),
+        .target(name: "ParleyNATS", dependencies: ["ParleyTransport", "ParleyLog", .product(name: "Logging", package: "swift-log")]),
         .target(name: "ParleyProtocol", dependencies: ["ParleyChat", "ParleyLog"]),
         .target(
             name: "ParleyWebSocket",
@@ -48,7 +48,7 @@ let package = Package(
         .target(
             name: "ParleyServer",
             dependencies: [
-                "ParleyTransport", "ParleyHTTP", "ParleyWebSocket", "ParleyLog", "ParleyChat", "ParleyProtocol",
+                "ParleyTransport", "ParleyHTTP", "ParleyWebSocket", "ParleyLog", "ParleyChat", "ParleyProtocol", "ParleyNATS",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
         .testTarget(name: "ParleyTransportTests", dependencies: ["ParleyTransport"]),
-        .testTarget(name: "ParleyNATSTests", dependencies: ["ParleyNATS", "ParleyTransport"]),
+        .testTarget(name: "ParleyNATSTests", dependencies: ["ParleyNATS", "ParleyTransport", "ParleyLog"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer"]),
         .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat", "ParleyLog", "ParleyProtocol"]),
         .testTarget(name: "ParleyProtocolTests", dependencies: ["ParleyProtocol", "ParleyChat", "ParleyLog"]),

@@ -97,6 +97,9 @@ public enum LogError: Error, Equatable, CustomStringConvertible {
     /// The record's sequence is not the conversation's next one (last durable + 1): refused, so a
     /// conversation's sequences stay gapless whatever fails around it.
     case sequenceConflict(expected: UInt64, got: UInt64)
+    /// A replicated store could not take the append now (not the writer, the quorum unreachable):
+    /// nothing was stored; retry.
+    case unavailable(String)
 
     public var description: String {
         switch self {
@@ -108,6 +111,7 @@ public enum LogError: Error, Equatable, CustomStringConvertible {
         case .badSegmentHeader(let f, let r): return "bad segment header in \(f): \(r)"
         case .closed: return "log is closed"
         case .sequenceConflict(let e, let g): return "sequence \(g) where \(e) was next"
+        case .unavailable(let why): return "not stored: \(why); retry"
         }
     }
 }

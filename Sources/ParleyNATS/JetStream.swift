@@ -18,6 +18,8 @@ public struct JetStream {
         /// `Nats-Expected-Last-Sequence` did not match: someone else appended first (the fence).
         public static let wrongLastSequence = 10071
         public static let streamNotFound = 10059
+        public static let messageNotFound = 10037
+        public static let consumerNotFound = 10014
         public var apiCode: Int? { if case .api(_, let c, _) = self { return c } else { return nil } }
     }
 
@@ -35,17 +37,20 @@ public struct JetStream {
         public var replicas: Int
         public var messages: UInt64
         public var lastSeq: UInt64
+        /// When the stream was made (RFC 3339, as the server says it): with the name, its identity.
+        public var created: String
     }
 
     /// Publishes `payload` to `subject` and reports where the stream stored it. `msgId` makes a
     /// retry a duplicate, not a second copy; `expectedLastSeq` fences the append: it is refused
     /// (`wrongLastSequence`) unless the stream's last sequence is exactly that.
     public func publish(_ subject: String, payload: [UInt8], msgId: String? = nil, expectedLastSeq: UInt64? = nil,
+                        headers extra: [(name: String, value: String)] = [], timeoutMs: UInt64? = nil,
                         reply: @escaping (Result<PubAck, Failure>) -> Void) {
-        var h = NATSHeaders()
+        var h = NATSHeaders(fields: extra)
         if let msgId { h.fields.append(("Nats-Msg-Id", msgId)) }
         if let expectedLastSeq { h.fields.append(("Nats-Expected-Last-Sequence", String(expectedLastSeq))) }
-        call(subject, headers: h.fields.isEmpty ? nil : h, payload: payload, reply: { r in
+        call(subject, headers: h.fields.isEmpty ? nil : h, payload: payload, timeoutMs: timeoutMs, reply: { r in
             reply(r.flatMap { o in
                 guard let stream = o["stream"] as? String, let seq = Self.uint(o["seq"]), seq > 0 else { return .failure(.unreadable("PubAck without stream and seq")) }
                 return .success(PubAck(stream: stream, seq: seq, duplicate: o["duplicate"] as? Bool ?? false))
@@ -54,10 +59,13 @@ public struct JetStream {
     }
 
     /// Creates the stream, or finds it with the same configuration.
-    public func createStream(name: String, subjects: [String], replicas: Int, reply: @escaping (Result<StreamInfo, Failure>) -> Void) {
-        let config: [String: Any] = ["name": name, "subjects": subjects, "storage": "file", "num_replicas": replicas,
+    /// `extra` adds to (or overrides) the configuration: a KV bucket's `max_msgs_per_subject`.
+    public func createStream(name: String, subjects: [String], replicas: Int, extra: [String: Any] = [:],
+                             reply: @escaping (Result<StreamInfo, Failure>) -> Void) {
+        var config: [String: Any] = ["name": name, "subjects": subjects, "storage": "file", "num_replicas": replicas,
                                      "retention": "limits", "discard": "old", "duplicate_window": 120_000_000_000,
                                      "allow_direct": true]
+        config.merge(extra) { $1 }
         guard let body = try? JSONSerialization.data(withJSONObject: config, options: [.sortedKeys]) else { return reply(.failure(.unreadable("config"))) }
         call("$JS.API.STREAM.CREATE.\(name)", payload: Array(body)) { reply($0.flatMap(Self.streamInfo)) }
     }
@@ -66,19 +74,56 @@ public struct JetStream {
         call("$JS.API.STREAM.INFO.\(name)", payload: []) { reply($0.flatMap(Self.streamInfo)) }
     }
 
+    public struct StoredMessage: Sendable {
+        public var subject: String
+        public var seq: UInt64
+        public var headers: NATSHeaders?
+        public var payload: [UInt8]
+    }
+
     /// A stored message by stream sequence: its subject, headers and payload.
-    public func message(stream: String, seq: UInt64, reply: @escaping (Result<(subject: String, headers: NATSHeaders?, payload: [UInt8]), Failure>) -> Void) {
-        call("$JS.API.STREAM.MSG.GET.\(stream)", payload: Array(#"{"seq":\#(seq)}"#.utf8)) { r in
+    public func message(stream: String, seq: UInt64, reply: @escaping (Result<StoredMessage, Failure>) -> Void) {
+        message(stream: stream, query: #"{"seq":\#(seq)}"#, reply: reply)
+    }
+
+    /// The newest message stored on `subject` (a KV key's current value); `messageNotFound` if none.
+    public func lastMessage(stream: String, subject: String, reply: @escaping (Result<StoredMessage, Failure>) -> Void) {
+        message(stream: stream, query: #"{"last_by_subj":"\#(subject)"}"#, reply: reply)
+    }
+
+    private func message(stream: String, query: String, reply: @escaping (Result<StoredMessage, Failure>) -> Void) {
+        call("$JS.API.STREAM.MSG.GET.\(stream)", payload: Array(query.utf8)) { r in
             reply(r.flatMap { o in
-                guard let m = o["message"] as? [String: Any], let subject = m["subject"] as? String else { return .failure(.unreadable("no message")) }
+                guard let m = o["message"] as? [String: Any], let subject = m["subject"] as? String,
+                      let seq = Self.uint(m["seq"]) else { return .failure(.unreadable("no message")) }
                 let data = (m["data"] as? String).flatMap { Data(base64Encoded: $0) }.map(Array.init) ?? []
                 var headers: NATSHeaders? = nil
                 if let hs = m["hdrs"] as? String, let raw = Data(base64Encoded: hs) {
                     headers = try? ServerParser.headers(ArraySlice(raw))
                 }
-                return .success((subject, headers, data))
+                return .success(StoredMessage(subject: subject, seq: seq, headers: headers, payload: data))
             })
         }
+    }
+
+    /// An ephemeral push consumer that delivers every message from `startSeq` on to `deliverSubject`,
+    /// unacknowledged, with flow control and idle heartbeats: what `OrderedConsumer` runs on.
+    /// Answers the consumer's name.
+    public func createOrderedConsumer(stream: String, deliverSubject: String, startSeq: UInt64, heartbeatMs: UInt64,
+                                      reply: @escaping (Result<String, Failure>) -> Void) {
+        var config: [String: Any] = ["deliver_subject": deliverSubject, "ack_policy": "none", "max_deliver": 1,
+                                     "replay_policy": "instant", "flow_control": true, "idle_heartbeat": heartbeatMs * 1_000_000,
+                                     "mem_storage": true, "num_replicas": 1, "inactive_threshold": 60_000_000_000]
+        if startSeq <= 1 { config["deliver_policy"] = "all" } else { config["deliver_policy"] = "by_start_sequence"; config["opt_start_seq"] = startSeq }
+        let request: [String: Any] = ["stream_name": stream, "config": config]
+        guard let body = try? JSONSerialization.data(withJSONObject: request, options: [.sortedKeys]) else { return reply(.failure(.unreadable("config"))) }
+        call("$JS.API.CONSUMER.CREATE.\(stream)", payload: Array(body)) { r in
+            reply(r.flatMap { o in (o["name"] as? String).map { .success($0) } ?? .failure(.unreadable("consumer without a name")) })
+        }
+    }
+
+    public func deleteConsumer(stream: String, name: String, reply: @escaping (Result<Void, Failure>) -> Void = { _ in }) {
+        call("$JS.API.CONSUMER.DELETE.\(stream).\(name)", payload: []) { r in reply(r.map { _ in () }) }
     }
 
     /// Parley's rule for a cluster's stream: an ack must mean stored on a majority of at least
@@ -90,8 +135,9 @@ public struct JetStream {
 
     // MARK: internals
 
-    private func call(_ subject: String, headers: NATSHeaders? = nil, payload: [UInt8], reply: @escaping (Result<[String: Any], Failure>) -> Void) {
-        client.request(subject, headers: headers, payload: payload, timeoutMs: timeoutMs) { r in
+    func call(_ subject: String, headers: NATSHeaders? = nil, payload: [UInt8], timeoutMs: UInt64? = nil,
+              reply: @escaping (Result<[String: Any], Failure>) -> Void) {
+        client.request(subject, headers: headers, payload: payload, timeoutMs: timeoutMs ?? self.timeoutMs) { r in
             switch r {
             case .failure(let e): reply(.failure(.transport(e)))
             case .success(let m):
@@ -115,6 +161,7 @@ public struct JetStream {
         guard let c = o["config"] as? [String: Any], let name = c["name"] as? String else { return .failure(.unreadable("no stream config")) }
         let state = o["state"] as? [String: Any] ?? [:]
         return .success(StreamInfo(name: name, subjects: c["subjects"] as? [String] ?? [], replicas: c["num_replicas"] as? Int ?? 1,
-                                   messages: uint(state["messages"]) ?? 0, lastSeq: uint(state["last_seq"]) ?? 0))
+                                   messages: uint(state["messages"]) ?? 0, lastSeq: uint(state["last_seq"]) ?? 0,
+                                   created: o["created"] as? String ?? ""))
     }
 }

@@ -42,7 +42,8 @@ public final class NATSClient {
     /// Connections made, the first included.
     public private(set) var connects = 0
 
-    private let onEvent: (Event) -> Void
+    /// Told of every connect and disconnect (on the loop).
+    public var onEvent: (Event) -> Void
     private var subscriptions: [Int: (subject: String, queue: String?, handler: (NATSMessage) -> Void)] = [:]
     private var sids: [Int: String] = [:]  // subscription → sid on the current connection
     private var nextSubscription = 1
