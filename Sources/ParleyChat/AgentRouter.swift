@@ -28,6 +28,9 @@ public struct AgentRouter<Conversation: Hashable & Sendable>: Sendable {
     public private(set) var agents: [String: Agent] = [:]
     /// Conversations waiting for an agent, oldest first.
     public private(set) var queue: [Conversation] = []
+    /// Off on a cluster node that does not write: it mirrors assignments from the log (`force`,
+    /// `release`) and never makes its own.
+    public var assigns = true
 
     public init() {}
 
@@ -138,7 +141,11 @@ public struct AgentRouter<Conversation: Hashable & Sendable>: Sendable {
 
     // MARK: internals
 
+    /// Hands waiting conversations to agents who can take them (a node that just became the writer).
+    public mutating func drain(nowMs: Int64) -> [(Conversation, String)] { drainQueue(nowMs: nowMs) }
+
     private func pick(excluding: String? = nil) -> String? {
+        guard assigns else { return nil }
         var best: (id: String, load: Int, idle: Int64)? = nil
         for (id, a) in agents where a.canTakeMore && id != excluding {
             let candidate = (id: id, load: a.open.count, idle: a.idleSinceMs)

@@ -36,6 +36,18 @@ public enum BookInput<S: Hashable> {
     // from the log
     case completed(token: UInt64, ok: Bool)
     case tick
+    // cluster mode: what other nodes wrote and said
+    /// A sequenced event another node appended, in log order, with the local welcomed sessions of
+    /// whoever it makes a participant (the customer of `created`, the agent of `assigned` or
+    /// `transferred`).
+    case committed(SequencedEvent, payload: [UInt8], members: [S])
+    /// A read marker another node appended.
+    case committedRead(ConversationID, user: String, seq: UInt64)
+    /// Typing on another node (never stored).
+    case remoteTyping(ConversationID, Person, active: Bool)
+    /// The writer's reply to a request this node forwarded: sent once this node has applied
+    /// `seq` of the conversation (so the requester has the event before its ack).
+    case heldReply(S, [UInt8], ConversationID, seq: UInt64)
 }
 
 public enum BookOutput<S: Hashable> {
@@ -139,14 +151,16 @@ public struct ConversationBook<S: Hashable> {
         }
     }
 
-    private var conversations: [ConversationID: Conversation] = [:]
+    var conversations: [ConversationID: Conversation] = [:]
     private var tokens: [UInt64: ConversationID] = [:]
     private var nextToken: UInt64 = 1
-    private var sessionConversations: [S: Set<ConversationID>] = [:]
+    var sessionConversations: [S: Set<ConversationID>] = [:]
     private var failedResumes: [S: [(ConversationID, String)]] = [:]
     /// Conversations where someone may be typing (cleaned lazily by `tick`), so a tick does not
     /// walk every conversation.
     private var typingIn: Set<ConversationID> = []
+    /// Cluster mode: writer replies waiting for their event to be applied here.
+    var held: [ConversationID: [(seq: UInt64, session: S, reply: [UInt8])]] = [:]
     private let store: ChatStore
     private let encode: (SequencedEvent) -> [UInt8]
     /// This partition's index (it answers `attach` with it).
@@ -257,6 +271,7 @@ public struct ConversationBook<S: Hashable> {
 
         case .detach(let s):
             failedResumes[s] = nil
+            if !held.isEmpty { for (c, list) in held { held[c] = list.filter { $0.session != s } } }
             for id in sessionConversations.removeValue(forKey: s) ?? [] {
                 guard let sub = conversations[id]?.subs.removeValue(forKey: s) else { continue }
                 // The user's last session here went: they stop typing.
@@ -350,15 +365,7 @@ public struct ConversationBook<S: Hashable> {
 
         case .typing(let s, let user, let id, let active):
             guard let c = participant(s, user, id, nil, &out), !c.state.resolved else { break }
-            let was = c.typing[user.id] != nil
-            if active {
-                conversations[id]!.typing[user.id] = (user, now + ChatLimits.typingTimeoutMs)
-                typingIn.insert(id)
-                if !was { out.append(.typing(id, user, active: true, to: others(of: user.id, in: c))) }
-            } else if was {
-                conversations[id]!.typing[user.id] = nil
-                out.append(.typing(id, user, active: false, to: others(of: user.id, in: c)))
-            }
+            typing(id, user, active: active, now: now, &out)
 
         case .read(let s, let user, let id, let seq, let ref):
             guard let c = participant(s, user, id, ref, &out) else { break }
@@ -423,6 +430,9 @@ public struct ConversationBook<S: Hashable> {
             let p = conversations[id]!.pending.remove(at: i)
             if ok { landed(id, p, &out); settleRefusal(id, &out) } else { failed(id, p, &out) }
 
+        case .committed, .committedRead, .remoteTyping, .heldReply:
+            handleCluster(input, now: now, &out)
+
         case .tick:
             for id in typingIn {
                 guard let c = conversations[id] else { typingIn.remove(id); continue }
@@ -437,6 +447,19 @@ public struct ConversationBook<S: Hashable> {
     }
 
     // MARK: internals
+
+    mutating func typing(_ id: ConversationID, _ user: Person, active: Bool, now: Int64, _ out: inout [BookOutput<S>]) {
+        let c = conversations[id]!
+        let was = c.typing[user.id] != nil
+        if active {
+            conversations[id]!.typing[user.id] = (user, now + ChatLimits.typingTimeoutMs)
+            typingIn.insert(id)
+            if !was { out.append(.typing(id, user, active: true, to: others(of: user.id, in: c))) }
+        } else if was {
+            conversations[id]!.typing[user.id] = nil
+            out.append(.typing(id, user, active: false, to: others(of: user.id, in: c)))
+        }
+    }
 
     private mutating func take(_ id: ConversationID) -> UInt64 {
         let t = nextToken
@@ -470,21 +493,7 @@ public struct ConversationBook<S: Hashable> {
             conversations[id]!.durableReads[user.id] = max(conversations[id]!.durableReads[user.id] ?? 0, seq)
             out.append(.read(id, user, seq: seq, to: others(of: user.id, in: conversations[id]!)))
         }
-        if let e = p.event {
-            conversations[id]!.durable.apply(e.event)
-            conversations[id]!.durableSeq = e.seq
-            conversations[id]!.lastSeq = max(conversations[id]!.lastSeq, e.seq)
-            // Every live subscriber gets it once, in order: catch up whoever is behind first.
-            var upToDate: [S] = []
-            for (s, sub) in conversations[id]!.subs where sub.live {
-                if sub.delivered + 1 < e.seq { catchUp(id, s, through: e.seq - 1, &out) }
-                if conversations[id]!.subs[s]!.delivered + 1 == e.seq {
-                    upToDate.append(s)
-                    conversations[id]!.subs[s]!.delivered = e.seq
-                }
-            }
-            if !upToDate.isEmpty { out.append(.deliver(p.payload, to: upToDate)) }
-        }
+        if let e = p.event { makeDurable(e, payload: p.payload, &out) }
         let c = conversations[id]!
         for w in p.waiters {
             switch w {
@@ -511,6 +520,24 @@ public struct ConversationBook<S: Hashable> {
                 }
             }
         }
+    }
+
+    /// `e` is durable: the durable state takes it and every live subscriber gets it once, in order
+    /// (whoever is behind is caught up first).
+    mutating func makeDurable(_ e: SequencedEvent, payload: [UInt8], _ out: inout [BookOutput<S>]) {
+        let id = e.conversation
+        conversations[id]!.durable.apply(e.event)
+        conversations[id]!.durableSeq = e.seq
+        conversations[id]!.lastSeq = max(conversations[id]!.lastSeq, e.seq)
+        var upToDate: [S] = []
+        for (s, sub) in conversations[id]!.subs where sub.live {
+            if sub.delivered + 1 < e.seq { catchUp(id, s, through: e.seq - 1, &out) }
+            if conversations[id]!.subs[s]!.delivered + 1 == e.seq {
+                upToDate.append(s)
+                conversations[id]!.subs[s]!.delivered = e.seq
+            }
+        }
+        if !upToDate.isEmpty { out.append(.deliver(payload, to: upToDate)) }
     }
 
     /// The log refused or failed an append: nothing of it is durable, and every requester waiting
@@ -562,7 +589,7 @@ public struct ConversationBook<S: Hashable> {
         }
     }
 
-    private func resync(_ id: ConversationID, _ out: inout [BookOutput<S>]) {
+    func resync(_ id: ConversationID, _ out: inout [BookOutput<S>]) {
         guard let c = conversations[id] else { return }
         out.append(.switchboard(.resync(id, customer: c.state.customer, agent: c.state.agent, open: !c.state.resolved)))
     }
@@ -575,7 +602,7 @@ public struct ConversationBook<S: Hashable> {
     }
 
     /// Sends `s` the durable events it is missing, up to `through`.
-    private mutating func catchUp(_ id: ConversationID, _ s: S, through: UInt64, _ out: inout [BookOutput<S>]) {
+    mutating func catchUp(_ id: ConversationID, _ s: S, through: UInt64, _ out: inout [BookOutput<S>]) {
         guard let sub = conversations[id]!.subs[s], sub.delivered < through else { return }
         for p in store.payloads(id, after: sub.delivered, through: through) { out.append(.deliver(p, to: [s])) }
         conversations[id]!.subs[s]!.delivered = through
@@ -596,7 +623,7 @@ public struct ConversationBook<S: Hashable> {
     }
 
     /// Live sessions of everyone in the conversation but `user`.
-    private func others(of user: String, in c: Conversation) -> [S] {
+    func others(of user: String, in c: Conversation) -> [S] {
         c.subs.compactMap { $0.value.live && $0.value.user != user ? $0.key : nil }
     }
 }

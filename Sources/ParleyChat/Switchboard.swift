@@ -19,6 +19,26 @@ public enum SwitchboardInput<S: Hashable> {
     /// The partition's word on a conversation after a refused or failed change.
     case resync(ConversationID, customer: Person, agent: Person?, open: Bool)
     case tick
+    // cluster mode
+    /// Where a conversation stands after an event another node appended.
+    case replicated(RestoredConversation)
+    /// Another node's users with sessions there (all of them, each time), for presence and routing.
+    case remoteUsers(node: String, [RemoteUser])
+    /// This node starts (true) or stops making routing decisions (the writer makes them).
+    case decides(Bool)
+}
+
+/// A user with sessions on another cluster node, as that node says.
+public struct RemoteUser: Equatable, Sendable {
+    public var person: Person
+    public var sessions: Int
+    public var capacity: Int
+    /// An agent's status as last set on that node, and when (so the newest setting wins).
+    public var status: AgentStatus?
+    public var statusAtMs: Int64
+    public init(person: Person, sessions: Int, capacity: Int, status: AgentStatus?, statusAtMs: Int64) {
+        self.person = person; self.sessions = sessions; self.capacity = capacity; self.status = status; self.statusAtMs = statusAtMs
+    }
 }
 
 public struct QueueEntry: Equatable, Sendable {
@@ -49,6 +69,7 @@ public enum SwitchboardOutput<S: Hashable> {
 public struct Switchboard<S: Hashable> {
     struct Session {
         var user: Person
+        var capacity = 5
         var welcomed = false
         var outstanding: Set<Int> = []
         var views: [ConversationView] = []
@@ -72,6 +93,13 @@ public struct Switchboard<S: Hashable> {
     private let partitions: Int
     private let partitionOf: (ConversationID) -> Int
     private var newID: () -> ConversationID
+    /// Cluster mode: only the writer routes; other nodes mirror the log's assignments.
+    public private(set) var decides = true
+    private var remote: [String: (users: [String: RemoteUser], heardMs: Int64)] = [:]
+    /// When each agent's status was last set (here or on another node): the newest wins.
+    private var statusAt: [String: Int64] = [:]
+    /// How long another node may stay silent before its sessions count as gone.
+    public static var remoteSilenceMs: Int64 { 3_000 }
 
     public init(partitions: Int, partitionOf: @escaping (ConversationID) -> Int, presenceGraceMs: Int64, newID: @escaping () -> ConversationID) {
         self.partitions = partitions
@@ -104,7 +132,7 @@ public struct Switchboard<S: Hashable> {
         switch input {
         case .sessionOpened(let s, let user, let capacity, let resume):
             people[user.id] = user
-            sessions[s] = Session(user: user)
+            sessions[s] = Session(user: user, capacity: capacity)
             byUser[user.id, default: []].append(s)
             if presence.sessionOpened(user.id, nowMs: now) != nil {
                 out.append(.presence(user, .online, to: counterparts(of: user.id)))
@@ -169,6 +197,7 @@ public struct Switchboard<S: Hashable> {
                 break
             }
             let before = router.agents[user.id]?.status
+            statusAt[user.id] = now
             let moved = router.setStatus(agent: user.id, status, nowMs: now)
             if ref != nil { out.append(.reply(s, .ack(ref: ref, conversation: nil, seq: nil, ts: nil, clientMsgId: nil))) }
             if before != status, let p = PresenceStatus(rawValue: status.rawValue) {
@@ -231,16 +260,95 @@ public struct Switchboard<S: Hashable> {
                 out.append(.presence(user, .offline, to: counterparts(of: id)))
                 if user.role == .agent {
                     let (requeued, moved) = router.agentGone(id, nowMs: now)
-                    for c in requeued { out.append(.partition(c, .transfer(c, from: user, to: nil, sessions: [], waiter: nil))) }
+                    if decides { for c in requeued { out.append(.partition(c, .transfer(c, from: user, to: nil, sessions: [], waiter: nil))) } }
                     assigned(moved, &out)
                 }
             }
+            for (node, r) in remote where now - r.heardMs > Self.remoteSilenceMs {
+                applyRemote(node, [], now: now, &out)
+                remote[node] = nil
+            }
+
+        case .replicated(let c):
+            mirror(c, now: now, &out)
+
+        case .remoteUsers(let node, let users):
+            applyRemote(node, users, now: now, &out)
+
+        case .decides(let on):
+            decides = on
+            router.assigns = on
+            if on { assigned(router.drain(nowMs: now), &out) }
         }
         if router.queue != queueBefore, !agentSessions.isEmpty { out.append(.queue(queueEntries, to: Array(agentSessions))) }
         return out
     }
 
+    /// This node's users with sessions here, for the other nodes (cluster mode).
+    public var localUsers: [RemoteUser] {
+        var out: [RemoteUser] = []
+        for (id, list) in byUser {
+            guard let first = list.first, let info = sessions[first] else { continue }
+            let status = info.user.role == .agent ? router.agents[id]?.status : nil
+            out.append(RemoteUser(person: info.user, sessions: list.count, capacity: info.capacity, status: status, statusAtMs: statusAt[id] ?? 0))
+        }
+        return out.sorted { $0.person.id < $1.person.id }
+    }
+
     // MARK: internals
+
+    /// Applies another node's list of users: sessions that appeared or went (presence, agents'
+    /// room), and statuses set there after the last one known here.
+    private mutating func applyRemote(_ node: String, _ users: [RemoteUser], now: Int64, _ out: inout [SwitchboardOutput<S>]) {
+        let old = remote[node]?.users ?? [:]
+        var new: [String: RemoteUser] = [:]
+        for u in users { new[u.person.id] = u }
+        remote[node] = (new, now)
+        for id in Set(old.keys).union(new.keys).sorted() {
+            let was = old[id]?.sessions ?? 0, now_ = new[id]?.sessions ?? 0
+            let person = new[id]?.person ?? old[id]!.person
+            if people[id] == nil { people[id] = person }
+            if now_ > was {
+                for _ in was..<now_ {
+                    if presence.sessionOpened(id, nowMs: now) != nil { out.append(.presence(person, .online, to: counterparts(of: id))) }
+                    if person.role == .agent { assigned(router.sessionOpened(agent: id, capacity: new[id]!.capacity, nowMs: now), &out) }
+                }
+            } else if now_ < was {
+                for _ in now_..<was {
+                    presence.sessionClosed(id, nowMs: now)
+                    if person.role == .agent { router.sessionClosed(agent: id) }
+                }
+            }
+            if let u = new[id], person.role == .agent, let st = u.status, u.statusAtMs > (statusAt[id] ?? -1) {
+                statusAt[id] = u.statusAtMs
+                let before = router.agents[id]?.status
+                let moved = router.setStatus(agent: id, st, nowMs: now)
+                if before != st, let p = PresenceStatus(rawValue: st.rawValue) { out.append(.presence(person, p, to: counterparts(of: id))) }
+                assigned(moved, &out)
+            }
+        }
+    }
+
+    /// Puts a conversation where the log says it is after another node's event, and gives it to
+    /// this node's welcomed sessions of its participants.
+    private mutating func mirror(_ c: RestoredConversation, now: Int64, _ out: inout [SwitchboardOutput<S>]) {
+        people[c.customer.id] = people[c.customer.id] ?? c.customer
+        if c.resolved {
+            open[c.id] = nil
+            if customerOpen[c.customer.id] == c.id { customerOpen[c.customer.id] = nil }
+            assigned(router.release(c.id, nowMs: now), &out)
+            return
+        }
+        customerOpen[c.customer.id] = c.id
+        if open[c.id] == nil { open[c.id] = Open(customer: c.customer, sinceMs: c.createdMs) }
+        if let a = c.agent { people[a.id] = people[a.id] ?? a }
+        if router.agent(of: c.id) != c.agent?.id || (c.agent == nil && !router.queue.contains(c.id)) {
+            router.force(c.id, to: c.agent?.id, defaultCapacity: 5, nowMs: now)
+        }
+        for p in [c.customer] + (c.agent.map { [$0] } ?? []) {
+            for s in welcomed(p.id) { out.append(.partition(c.id, .subscribe(s, p, c.id, after: 0))) }
+        }
+    }
 
     private var queueEntries: [QueueEntry] {
         router.queue.compactMap { c in open[c].map { QueueEntry(conversation: c, customer: $0.customer, sinceMs: $0.sinceMs) } }
@@ -282,6 +390,7 @@ public struct Switchboard<S: Hashable> {
     }
 
     private mutating func assign(_ c: ConversationID, to agent: String, waiter: (S, String?)?, _ out: inout [SwitchboardOutput<S>]) {
+        guard decides else { return }
         let person = people[agent] ?? Person(id: agent, role: .agent, name: agent)
         out.append(.partition(c, .assign(c, agent: person, sessions: welcomed(agent), waiter: waiter)))
     }

@@ -5,6 +5,7 @@ import ParleyHTTP
 import ParleyWebSocket
 import ParleyLog
 import ParleyChat
+import ParleyNATS
 import Foundation
 
 /// Composition root: listener, loops, HTTP routes, WebSocket endpoints, lifecycle.
@@ -22,8 +23,13 @@ public final class Server {
     public private(set) var tlsPort: Int?
     public let secrets: Secrets
     public let tokens: TokenService
-    /// The node's log (`<data-dir>/log`), opened and recovered before the server listens.
-    public let log: Log
+    /// The event store, opened and recovered before the server listens: the node's log
+    /// (`<data-dir>/log`), or in cluster mode the replicated stream (with its copy in
+    /// `<data-dir>/cluster`).
+    public let log: any EventStore
+    /// Cluster mode: the NATS side of the chat, and the loop it runs on.
+    private var bridge: ClusterBridge?
+    private var natsLoops: LoopGroup?
     let orders: OrderStore
     let chat: ChatService
     let metrics = ServerMetrics()
@@ -55,23 +61,59 @@ public final class Server {
             }
             self.tls = try TLSContextSource(certificatePath: cert, keyPath: key)
         }
-        var logConfig = LogConfig(directory: config.dataDir + "/log")
-        logConfig.repair = config.repairLog
-        logConfig.fsync = config.fsync
-        let metrics = self.metrics
-        logConfig.onBatch = { records, bytes, syncNs in metrics.logBatch(records: records, bytes: bytes, syncNs: syncNs) }
-        let (log, report) = try Log.open(logConfig, logger: logger)
-        self.log = log
-        self.orders = OrderStore(log: log)
-        let replayed = orders.replay()
-        let epoch = try Server.epoch(dataDir: config.dataDir, rewritten: !report.dropped.isEmpty)
         let partitions = config.chatPartitions > 0 ? config.chatPartitions : (config.loops > 0 ? config.loops : System.activeCores)
+        let metrics = self.metrics
+        var meta: Logger.Metadata = [:]
+        let epoch: String
+        var cluster: ClusterLog? = nil
+        if let settings = config.cluster {
+            var c = ClusterConfig(servers: settings.servers, node: settings.node, cacheDirectory: config.dataDir + "/cluster")
+            c.replicas = settings.replicas
+            c.allowUnreplicated = settings.allowUnreplicated
+            c.leaseTTLMs = settings.leaseTTLMs
+            let loops = LoopGroup(count: 1)
+            natsLoops = loops
+            let t0 = Date()
+            let log: ClusterLog
+            do { log = try ClusterLog.open(c, loop: loops.loops[0], logger: logger) } catch let e as ClusterError { throw ServerError.cluster(e.description) }
+            cluster = log
+            self.log = log
+            epoch = log.epoch
+            meta["cluster.node"] = "\(settings.node)"
+            meta["cluster.stream_seq"] = "\(log.durableOffset)"
+            meta["cluster.catch_up_seconds"] = "\(String(format: "%.3f", Date().timeIntervalSince(t0)))"
+        } else {
+            var logConfig = LogConfig(directory: config.dataDir + "/log")
+            logConfig.repair = config.repairLog
+            logConfig.fsync = config.fsync
+            logConfig.onBatch = { records, bytes, syncNs in metrics.logBatch(records: records, bytes: bytes, syncNs: syncNs) }
+            let (log, report) = try Log.open(logConfig, logger: logger)
+            self.log = log
+            epoch = try Server.epoch(dataDir: config.dataDir, rewritten: !report.dropped.isEmpty)
+            meta["log.records"] = "\(report.records)"
+            meta["log.last_offset"] = "\(report.lastOffset)"
+            meta["log.seconds"] = "\(String(format: "%.3f", report.seconds))"
+            meta["log.torn_tail_bytes"] = "\(report.tornTailBytes)"
+        }
+        self.orders = OrderStore(log: log)
+        let t1 = Date()
+        let replayed = orders.replay()
         chat = ChatService(log: log, epoch: epoch, partitionCount: partitions, presenceGraceMs: config.presenceGraceMs, metrics: metrics, logger: logger)
         let rebuilt = chat.recover()
-        logger.info("log recovered", metadata: ["log.records": "\(report.records)", "log.last_offset": "\(report.lastOffset)",
-                                                "log.seconds": "\(String(format: "%.3f", report.seconds))", "log.torn_tail_bytes": "\(report.tornTailBytes)",
-                                                "orders": "\(replayed)", "conversations": "\(rebuilt.conversations)", "events": "\(rebuilt.events)",
-                                                "chat.partitions": "\(partitions)", "epoch": "\(epoch)"])
+        meta["orders"] = "\(replayed)"
+        meta["conversations"] = "\(rebuilt.conversations)"
+        meta["events"] = "\(rebuilt.events)"
+        meta["chat.partitions"] = "\(partitions)"
+        meta["epoch"] = "\(epoch)"
+        meta["rebuild.seconds"] = "\(String(format: "%.3f", Date().timeIntervalSince(t1)))"
+        if let cluster, let loops = natsLoops {
+            let bridge = ClusterBridge(log: cluster, service: chat, orders: orders, loop: loops.loops[0], logger: logger)
+            chat.cluster = bridge
+            self.bridge = bridge
+            bridge.start()
+            cluster.resume()
+        }
+        logger.info("log recovered", metadata: meta)
         buildRoutes()
     }
 
@@ -218,13 +260,23 @@ public final class Server {
                 if open == 0 || monotonicMs() >= deadline {
                     if open > 0 { self.logger.warning("shutdown grace over; dropping connections", metadata: ["conn.open": "\(open)"]) }
                     self.chat.stop()
-                    self.log.close()  // what was queued is written and synced first
+                    self.log.close()  // what was queued is written and synced first (cluster: the lease is given up)
+                    self.bridge?.stop()
                     completion()
                 } else {
                     DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(20)) { poll() }
                 }
             }
             poll()
+        }
+    }
+}
+
+public enum ServerError: Error, CustomStringConvertible {
+    case cluster(String)
+    public var description: String {
+        switch self {
+        case .cluster(let why): return "cluster: \(why)"
         }
     }
 }

@@ -1,5 +1,17 @@
 import ParleyLog
+import ParleyNATS
 import ParleyTransport
+
+/// `parley serve --cluster … --node …`.
+public struct ClusterSettings: Sendable {
+    public var servers: [NATSClient.Server]
+    public var node: String
+    public var replicas = 3
+    public var allowUnreplicated = false
+    public var leaseTTLMs: UInt64 = 2000
+    public init(servers: [NATSClient.Server], node: String) { self.servers = servers; self.node = node }
+    public static func validNode(_ s: String) -> Bool { ClusterConfig.validNode(s) }
+}
 
 /// Everything `parley serve` can be told. Defaults are the embedded ones: `parley serve` with no
 /// flags runs a sensible server.
@@ -45,6 +57,9 @@ public struct ServerConfig: Sendable {
 
     /// Accept permessage-deflate offers (RFC 7692). On by default: browsers offer it.
     public var compression = true
+
+    /// Cluster mode: the replicated log on NATS JetStream instead of the embedded one.
+    public var cluster: ClusterSettings? = nil
 
     public var tlsEnabled: Bool { tlsSelfSigned || (tlsCertificate != nil && tlsKey != nil) }
 

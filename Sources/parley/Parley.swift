@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Logging
+import ParleyNATS
 import ParleyServer
 import ParleyTransport
 import Foundation
@@ -86,6 +87,16 @@ struct Serve: ParsableCommand {
     var noCompression = false
     @Flag(help: "Development: make (or reuse) a self-signed P-256 certificate for localhost in <data-dir>/tls/ and serve TLS with it (env PARLEY_TLS_SELF_SIGNED=1).")
     var tlsSelfSigned = false
+    @Option(help: "Cluster mode: the NATS JetStream servers holding the replicated log, comma-separated nats://host:port (env PARLEY_CLUSTER). Every node gets the same list, and the same --jwt-secret and --api-key.")
+    var cluster: String?
+    @Option(help: "Cluster mode: this node's name, unique in the cluster: letters, digits, - and _ (env PARLEY_NODE).")
+    var node: String?
+    @Option(help: "Cluster mode: replicas of the stream when Parley makes it (env PARLEY_STREAM_REPLICAS). Default 3.")
+    var streamReplicas: Int?
+    @Flag(help: "Cluster mode, development only: accept a stream with fewer than 3 replicas (env PARLEY_ALLOW_UNREPLICATED=1).")
+    var allowUnreplicated = false
+    @Option(help: "Cluster mode: seconds the writer's lease lasts without renewal; a dead writer is replaced after about this long (env PARLEY_LEASE_TTL). Default 2.")
+    var leaseTtl: Double?
 
     func run() throws {
         var config = ServerConfig()
@@ -128,6 +139,23 @@ struct Serve: ParsableCommand {
             guard (0...65535).contains(p) else { throw ValidationError("tls-port must be 0...65535") }
             guard config.tlsEnabled else { throw ValidationError("--tls-port needs --tls-cert and --tls-key (or --tls-self-signed)") }
             guard p != config.port || p == 0 else { throw ValidationError("--tls-port must differ from --port") }
+        }
+        if let urls = try resolve(cluster.map { Optional($0) }, "PARLEY_CLUSTER", nil, { $0 }) {
+            let servers = urls.split(separator: ",").map { NATSClient.Server(url: String($0).trimmingCharacters(in: .whitespaces)) }
+            guard !servers.isEmpty, servers.allSatisfy({ $0 != nil }) else { throw ValidationError("--cluster takes nats://host:port URLs, comma-separated") }
+            guard let name = try resolve(node.map { Optional($0) }, "PARLEY_NODE", nil, { $0 }) else { throw ValidationError("--cluster needs --node (this node's name)") }
+            guard ClusterSettings.validNode(name) else { throw ValidationError("--node must be 1-64 letters, digits, - or _") }
+            var c = ClusterSettings(servers: servers.map { $0! }, node: name)
+            c.replicas = try resolve(streamReplicas, "PARLEY_STREAM_REPLICAS", 3) { Int($0) }
+            guard (1...5).contains(c.replicas) else { throw ValidationError("stream-replicas must be 1...5") }
+            c.allowUnreplicated = try resolve(allowUnreplicated ? true : nil, "PARLEY_ALLOW_UNREPLICATED", false, parseBool)
+            if c.replicas < 3, !c.allowUnreplicated { throw ValidationError("--stream-replicas below 3 needs --allow-unreplicated (an ack would not survive the loss of a server)") }
+            let ttl = try resolve(leaseTtl, "PARLEY_LEASE_TTL", 2) { Double($0) }
+            guard ttl >= 0.2, ttl <= 60 else { throw ValidationError("lease-ttl must be 0.2...60 seconds") }
+            c.leaseTTLMs = UInt64(ttl * 1000)
+            config.cluster = c
+        } else if node != nil {
+            throw ValidationError("--node is for cluster mode (--cluster)")
         }
         guard (0...65535).contains(config.port) else { throw ValidationError("port must be 0...65535") }
         guard config.loops >= 0, config.loops <= 1024 else { throw ValidationError("loops must be 0...1024") }

@@ -72,6 +72,9 @@ class ServerProcess:
 
     @property
     def secrets(self):
+        # Given on the command line (a cluster's nodes share theirs), or generated into the data dir.
+        if "--jwt-secret" in self.args and "--api-key" in self.args:
+            return {"jwtSecret": self.args[self.args.index("--jwt-secret") + 1], "apiKey": self.args[self.args.index("--api-key") + 1]}
         return json.loads((Path(self.data_dir) / "secrets.json").read_text())
 
     @property

@@ -69,6 +69,8 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
     private var caughtUp: (target: UInt64, signal: DispatchSemaphore)?
     private var closed = false
     private let roleBox = RoleBox()
+    private let waitersLock = NSLock()
+    private var waiters: [(seq: UInt64, run: () -> Void)] = []
 
     final class RoleBox: @unchecked Sendable {
         let lock = NSLock()
@@ -152,6 +154,23 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         }
     }
 
+    /// Runs `body` once the local copy holds `seq` (at once if it does).
+    public func whenApplied(_ seq: UInt64, _ body: @escaping () -> Void) {
+        waitersLock.lock()
+        if cache.durableOffset >= seq { waitersLock.unlock(); return body() }
+        waiters.append((seq, body))
+        waitersLock.unlock()
+    }
+
+    private func runWaiters(through seq: UInt64) {
+        waitersLock.lock()
+        guard !waiters.isEmpty else { return waitersLock.unlock() }
+        let ready = waiters.filter { $0.seq <= seq }
+        waiters.removeAll { $0.seq <= seq }
+        waitersLock.unlock()
+        for w in ready { w.run() }
+    }
+
     // MARK: EventStore
 
     public func append(_ records: [Record], completion: @escaping Log.Completion) {
@@ -204,14 +223,21 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         let box = ResultBox<SetUp>()
         let client = NATSClient(servers: config.servers, on: loop, name: "parley-\(config.node)-setup")
         loop.queue.async {
-            client.onEvent = { event in
-                guard case .connected = event, box.result == nil else { return }
+            let deadline = monotonicMs() + config.connectTimeoutMs
+            var started = false
+            // A cluster that is still electing its JetStream leader refuses for a moment: ask
+            // again until the start-up deadline, then say what it answered last.
+            func attempt() {
                 let js = JetStream(client: client)
                 js.createStream(name: config.stream, subjects: [config.subject], replicas: config.replicas) { r in
                     switch r {
                     case .failure(let f):
-                        box.result = .failure(ClusterError("cannot make stream \(config.stream) with \(config.replicas) replicas: \(f)"))
-                        done.signal()
+                        if monotonicMs() + 250 < deadline {
+                            loop.queue.asyncAfter(deadline: .now() + .milliseconds(250)) { attempt() }
+                        } else {
+                            box.result = .failure(ClusterError("cannot make stream \(config.stream) with \(config.replicas) replicas: \(f)"))
+                            done.signal()
+                        }
                     case .success(let info):
                         if let why = JetStream.checkReplicas(info, allowUnreplicated: config.allowUnreplicated) {
                             box.result = .failure(ClusterError(why))
@@ -228,6 +254,11 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
                         }
                     }
                 }
+            }
+            client.onEvent = { event in
+                guard case .connected = event, !started else { return }
+                started = true
+                attempt()
             }
             client.start()
         }
@@ -341,6 +372,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
                 exit(70)
             }
             if let c = caught, seq >= c.target { c.signal.signal() }
+            self.runWaiters(through: seq)
         }
     }
 

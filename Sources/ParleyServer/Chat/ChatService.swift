@@ -17,9 +17,16 @@ final class SessionRef: Hashable, @unchecked Sendable {
     /// Touched on `loop` only.
     weak var ws: WebSocketSession?
     weak var chat: ChatSession?
+    /// Cluster mode, on the writer: a session of another node whose request this stands for; its
+    /// one reply goes back over NATS.
+    let remote: RemoteRequest?
 
     init(id: String, user: Person, loop: Loop, ws: WebSocketSession, chat: ChatSession) {
-        self.id = id; self.user = user; self.loop = loop; self.ws = ws; self.chat = chat
+        self.id = id; self.user = user; self.loop = loop; self.ws = ws; self.chat = chat; self.remote = nil
+    }
+
+    init(remote: RemoteRequest, user: Person) {
+        id = remote.session; self.user = user; loop = remote.loop; self.remote = remote
     }
 
     static func == (a: SessionRef, b: SessionRef) -> Bool { a === b }
@@ -72,6 +79,8 @@ final class ChatService: @unchecked Sendable {
     let sessions = ManagedAtomic<Int>(0)
     let queueLength = ManagedAtomic<Int>(0)
     let agentsAvailable = ManagedAtomic<Int>(0)
+    /// Cluster mode's NATS side (nil on one machine). Set before the server starts.
+    var cluster: ClusterBridge?
 
     static func partition(of c: ConversationID, count: Int) -> Int { Int((c.high ^ c.low) % UInt64(count)) }
 
@@ -138,6 +147,18 @@ final class ChatService: @unchecked Sendable {
 
     func toSwitchboard(_ input: SwitchboardInput<SessionRef>) {
         switchboardQueue.async { [self] in run(input) }
+        if let cluster {
+            switch input {
+            case .sessionClosed(let s): cluster.closed(s)
+            case .agentStatus: cluster.usersChanged()
+            default: break
+            }
+        }
+    }
+
+    /// This node's users with sessions (cluster mode tells the other nodes), read on the switchboard's queue.
+    func localUsers(_ done: @escaping ([RemoteUser]) -> Void) {
+        switchboardQueue.async { [self] in done(switchboard.localUsers) }
     }
 
     func toPartition(_ c: ConversationID, _ input: BookInput<SessionRef>) {
@@ -164,12 +185,13 @@ final class ChatService: @unchecked Sendable {
             case .partitionIndex(let p, let i): submit(i, to: partitions[p])
             case .allPartitions(let i): for p in partitions { submit(i, to: p) }
             case .welcome(let s, let views):
+                cluster?.welcomed(s)
                 let frame = OutboundMessage(.text, ServerFrames.welcome(session: s.id, epoch: epoch, user: s.user, conversations: views))
                 s.loop.queue.async { [weak s] in
                     s?.ws?.send(frame)
                     s?.chat?.welcomed()
                 }
-            case .reply(let s, let r): s.send(ServerFrames.reply(r))
+            case .reply(let s, let r): reply(s, r)
             case .presence(let user, let status, let to):
                 guard !to.isEmpty else { break }
                 let f = OutboundMessage(.text, ServerFrames.presence(user, status))
@@ -181,6 +203,11 @@ final class ChatService: @unchecked Sendable {
             }
         }
         if case .tick = input {} else { publishGauges() }
+    }
+
+    /// A direct reply: to the session, or back to the node a forwarded request came from.
+    func reply(_ s: SessionRef, _ r: ChatReply) {
+        if let remote = s.remote { remote.answer(r) } else { s.send(ServerFrames.reply(r)) }
     }
 
     private func publishGauges() {
@@ -209,7 +236,7 @@ final class ChatService: @unchecked Sendable {
                         p.queue.async { [self] in run(.completed(token: token, ok: false), on: p) }
                     }
                 }
-            case .reply(let s, let r): s.send(ServerFrames.reply(r))
+            case .reply(let s, let r): reply(s, r)
             case .history(let s, let ref, let c, let events): s.send(ServerFrames.history(ref: ref, conversation: c, events: events))
             case .deliver(let payload, let to):
                 let f = OutboundMessage(.text, payload)

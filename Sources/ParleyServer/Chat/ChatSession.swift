@@ -24,7 +24,7 @@ final class ChatSession: WebSocketDelegate {
     private let tokens: TokenService
     private let orders: OrderStore
     private(set) var state = State.awaitingHello
-    private var early: [ClientFrame] = []
+    private var early: [(ClientFrame, [UInt8])] = []
     private var ref: SessionRef?
     private var unknownResume: [String] = []
     private weak var ws: WebSocketSession?
@@ -75,10 +75,11 @@ final class ChatSession: WebSocketDelegate {
         case .verifying, .joining:
             guard case .success(let f) = parsed else { return refuse(parsed) }
             guard early.count < ChatSession.maxEarlyFrames else { return ws.fail(.policyViolation, reason: "too many requests before welcome") }
-            early.append(f)
+            early.append((f, service.cluster == nil ? [] : Array(text)))
         case .ready:
             guard case .success(let f) = parsed else { return refuse(parsed) }
-            dispatch(f)
+            // Cluster mode forwards some requests to the writer as the client sent them.
+            dispatch(f, raw: service.cluster == nil ? [] : Array(text))
         case .closed:
             break
         }
@@ -121,12 +122,12 @@ final class ChatSession: WebSocketDelegate {
         unknownResume = []
         let pending = early
         early = []
-        for f in pending where state == .ready { dispatch(f) }
+        for (f, raw) in pending where state == .ready { dispatch(f, raw: raw) }
     }
 
     // MARK: requests
 
-    private func dispatch(_ f: ClientFrame) {
+    private func dispatch(_ f: ClientFrame, raw: [UInt8]) {
         guard let me = ref else { return }
         guard admit() else {
             return reply(ServerFrames.error(ref: f.ref, .rateLimited, "slow down: at most \(Int(ChatSession.ratePerSecond)) requests/s"))
@@ -135,44 +136,13 @@ final class ChatSession: WebSocketDelegate {
         if f.request.isAgentOnly, user.role != .agent {
             return reply(ServerFrames.error(ref: f.ref, .forbidden, "that request is for agents"))
         }
-        switch f.request {
-        case .hello:
-            reply(ServerFrames.error(ref: f.ref, .invalidRequest, "this session already said hello"))
-        case .open(let choice):
-            guard user.role == .customer else { return reply(ServerFrames.error(ref: f.ref, .forbidden, "only customers open conversations")) }
-            let service = self.service
-            let weakSelf = WeakRef(self)
-            orders.snapshot(userId: user.id, choice: choice) { result in
-                switch result {
-                case .success(let order):
-                    if case .none = choice {
-                        service.toSwitchboard(.open(me, user, ref: f.ref, order: nil, attachOrder: false))
-                    } else {
-                        service.toSwitchboard(.open(me, user, ref: f.ref, order: order, attachOrder: order != nil))
-                    }
-                case .failure(let e):
-                    me.loop.queue.async { weakSelf.value?.reply(ServerFrames.error(ref: f.ref, e.code, e.message)) }
-                }
-            }
-        case .send(let c, let id, let text):
-            service.toPartition(c, .message(me, user, c, ref: f.ref, clientMsgId: id, text: text))
-        case .typing(let c, let active):
-            service.toPartition(c, .typing(me, user, c, active: active))
-        case .read(let c, let seq):
-            service.toPartition(c, .read(me, user, c, seq: seq, ref: f.ref))
-        case .history(let c, let before, let limit):
-            service.toPartition(c, .history(me, user, c, ref: f.ref, before: before, limit: limit))
-        case .agentStatus(let st):
-            service.toSwitchboard(.agentStatus(me, user, st, ref: f.ref))
-        case .claim(let c):
-            service.toSwitchboard(.claim(me, user, c, ref: f.ref))
-        case .transfer(let c, let to):
-            service.toPartition(c, .transferRequest(me, user, c, ref: f.ref, to: to))
-        case .resolve(let c):
-            service.toPartition(c, .resolve(me, user, c, ref: f.ref))
-        case .csat(let c, let score, let comment):
-            service.toPartition(c, .csat(me, user, c, ref: f.ref, score: score, comment: comment))
+        if case .hello = f.request { return reply(ServerFrames.error(ref: f.ref, .invalidRequest, "this session already said hello")) }
+        if let cluster = service.cluster, cluster.forwards(f.request) {
+            return cluster.forward(raw, f, from: me)
         }
+        if case .typing(let c, let active) = f.request { service.cluster?.typing(c, user, active: active) }
+        let weakSelf = WeakRef(self)
+        service.run(f, from: me, orders: orders) { payload in me.loop.queue.async { weakSelf.value?.reply(payload) } }
     }
 
     private func refuse(_ parsed: Result<ClientFrame, FrameError>) {

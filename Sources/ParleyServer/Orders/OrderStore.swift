@@ -95,20 +95,50 @@ final class OrderStore: @unchecked Sendable {
         }
         let rec = OrderRecord(userId: userId, orderId: orderId, placedAtMs: placedAtMs, json: json)
         return .deferred { [self] reply in
-            log.append([rec.record]) { [self] result in
+            let answer: (Result<Bool, LogError>) -> Void = { result in
                 switch result {
-                case .success(let offsets):
-                    lock.lock()
-                    let existed = byUser[userId]?[orderId] != nil
-                    byUser[userId, default: [:]][orderId] = Entry(placedAtMs: placedAtMs, offset: offsets[0])
-                    lock.unlock()
+                case .success(let existed):
                     reply(HTTPResponse(status: existed ? 200 : 201, headers: [("Content-Type", "application/json")], body: json))
                 case .failure(.noSpace):
                     reply(.error(503, code: "unavailable", message: "storage full: the order was not saved"))
+                case .failure(.unavailable(let why)):
+                    reply(.error(503, code: "unavailable", message: "the order was not saved (\(why)); retry"))
                 case .failure(let e):
                     reply(.error(500, code: "internal", message: "the order was not saved: \(e)"))
                 }
             }
+            if let forward { forward(rec, answer) } else { store(rec, answer) }
         }
+    }
+
+    /// Cluster mode, on a node that does not write: hands the order to the writer and answers
+    /// once this node has applied it. Nil: store here.
+    var forward: ((OrderRecord, @escaping (Result<Bool, LogError>) -> Void) -> Void)?
+
+    /// Appends the order and indexes it; `done` says whether it replaced one (once durable).
+    func store(_ rec: OrderRecord, _ done: @escaping (Result<Bool, LogError>) -> Void) {
+        log.append([rec.record]) { [self] result in
+            switch result {
+            case .success(let offsets):
+                lock.lock()
+                let existed = byUser[rec.userId]?[rec.orderId] != nil
+                byUser[rec.userId, default: [:]][rec.orderId] = Entry(placedAtMs: rec.placedAtMs, offset: offsets[0])
+                lock.unlock()
+                done(.success(existed))
+            case .failure(let e):
+                done(.failure(e))
+            }
+        }
+    }
+
+    /// Whether the user has this order (cluster mode: the writer says so to the node that asked).
+    func has(userId: String, orderId: String) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return byUser[userId]?[orderId] != nil
+    }
+
+    /// An order record another node appended (cluster mode), in log order.
+    func applied(_ r: Record) {
+        if let o = OrderRecord.decode(r.payload) { apply(o, offset: r.offset) }
     }
 }

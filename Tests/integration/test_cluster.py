@@ -1,0 +1,82 @@
+"""Cluster mode: three Parley nodes on a three-server NATS JetStream cluster (all real, on
+loopback), one replicated stream. Customers and agents on different nodes chat as on one."""
+import asyncio, json, signal, urllib.request
+import pytest
+from conftest import ServerProcess, wait_for
+from chatclient import Client, run, eventually
+from natscluster import NATSCluster
+
+SECRET = "cluster-test-jwt-secret-0123456789abcdef"
+KEY = "cluster-test-api-key-0123456789"
+
+
+def node(nats, name, *extra):
+    return ServerProcess("--cluster", nats.urls, "--node", name, "--jwt-secret", SECRET, "--api-key", KEY,
+                         "--lease-ttl", "1", "--presence-grace", "2", *extra)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    nats = NATSCluster(3)
+    nodes = []
+    try:
+        nodes = [node(nats, f"n{i + 1}") for i in range(3)]
+        # One of them writes once the lease is taken.
+        wait_for(lambda: any("cluster.role=writer" in l for n in nodes for l in n.log), what="a writer")
+        yield nats, nodes
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+        nats.stop()
+
+
+def put_order(server, user, order, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}/v1/users/{user}/orders/{order}", data=json.dumps(body).encode(),
+                                 method="PUT", headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=20) as r:
+        return r.status, json.loads(r.read())
+
+
+def test_a_customer_on_one_node_chats_with_an_agent_on_another(cluster):
+    nats, (n1, n2, n3) = cluster
+    # The order goes in on one node; the conversation opens on another, straight on that order.
+    status, _ = put_order(n3, "cust-x", "o-77", {"placedAt": "2026-12-01T10:00:00Z", "status": "shipped", "total": "42.00", "currency": "EUR", "items": [{"name": "Lamp", "quantity": 1, "price": "42.00"}]})
+    assert status == 201
+
+    async def go():
+        agent = await Client.open(n2, "agent-x", role="agent", name="Ada")
+        assert agent.welcome["type"] == "welcome"
+        ack = await agent.request({"type": "agent.status", "status": "available"})
+        assert ack["type"] == "ack"
+        cust = await Client.open(n1, "cust-x", name="Cy")
+        assert cust.welcome["epoch"] == agent.welcome["epoch"], "one stream, one epoch on every node"
+        opened = await cust.request({"type": "conversation.open"}, timeout=20)
+        assert opened["type"] == "conversation.opened", opened
+        conv = opened["conversation"]["id"]
+        assert opened["conversation"]["order"]["id"] == "o-77"
+        # The agent on n2 is routed the conversation and sees the order before the first word.
+        assigned = await agent.until(lambda: any(e["type"] == "conversation.assigned" and e["conversation"] == conv for e in agent.events),
+                                     timeout=20, what="assignment on n2")
+        first = [e for e in agent.events if e["conversation"] == conv]
+        assert first[0]["type"] == "conversation.created" and first[0]["order"]["id"] == "o-77"
+        ack = await cust.request({"type": "message.send", "conversation": conv, "clientMsgId": "c1", "text": "where is my parcel?"}, timeout=20)
+        assert ack["type"] == "ack" and ack["seq"] == 3, ack
+        await agent.caught_up(conv, 3, timeout=20)
+        reply = await agent.request({"type": "message.send", "conversation": conv, "clientMsgId": "a1", "text": "on its way"}, timeout=20)
+        assert reply["type"] == "ack" and reply["seq"] == 4
+        await cust.caught_up(conv, 4, timeout=20)
+        # A retried clientMsgId gets the same ack and stores nothing.
+        again = await cust.request({"type": "message.send", "conversation": conv, "clientMsgId": "c1", "text": "where is my parcel?"}, timeout=20)
+        assert (again["seq"], again["ts"]) == (ack["seq"], ack["ts"])
+        assert cust.seqs(conv) == [1, 2, 3, 4] and agent.seqs(conv) == [1, 2, 3, 4]
+        # Typing crosses nodes and is never stored.
+        await cust.send({"type": "typing", "conversation": conv, "active": True})
+        t = await agent.wait(lambda m: m["type"] == "typing", timeout=20)
+        assert t["active"] is True and t["user"]["id"] == "cust-x"
+        # A third node, a second agent session: the same conversation, resumed exactly.
+        other = await Client.open(n3, "cust-x", resume={conv: 2})
+        await other.caught_up(conv, 4, timeout=20)
+        assert other.seqs(conv) == [3, 4]
+        for c in (agent, cust, other):
+            await c.close()
+    run(go())
