@@ -122,8 +122,17 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
             (cache, report) = try Log.open(lc, logger: quiet)
         }
         if let e = DurableFile.write(Array((identity + "\n").utf8), to: idFile, directory: dir) { throw LogError.io("write \(idFile)", errno: e) }
-        if cache.durableOffset > setup.lastSeq {
-            throw ClusterError("the local copy in \(dir) has \(cache.durableOffset) records but stream \(config.stream) only \(setup.lastSeq): remove the copy to start it afresh")
+        // Just after the servers restart, a stream may not have applied all it committed yet:
+        // its end moves up to what this copy holds within moments. Less than that for longer
+        // would mean the stream lost what it acknowledged.
+        var end = setup.lastSeq
+        let deadline = Date().addingTimeInterval(Double(config.connectTimeoutMs) / 1000)
+        while cache.durableOffset > end, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.25)
+            end = try Self.setUp(config, loop: loop).lastSeq
+        }
+        if cache.durableOffset > end {
+            throw ClusterError("the local copy in \(dir) has \(cache.durableOffset) records but stream \(config.stream) only \(end): the stream lost records it had acknowledged, or is another one; remove the copy to start it afresh")
         }
         var lastValid: UInt64 = 0
         var o = cache.durableOffset
@@ -133,7 +142,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         }
         let log = ClusterLog(config: config, cache: cache, loop: loop, logger: logger, applied: cache.durableOffset, lastValid: lastValid)
         log.epoch = "js-" + String(Self.fnv(identity), radix: 16)
-        try log.connectAndCatchUp(to: setup.lastSeq)
+        try log.connectAndCatchUp(to: end)
         return log
     }
 
