@@ -150,6 +150,8 @@ struct ChatReport: Codable {
     var messagesPerSecond: Double
     var latencyMs: [String: LatencySummary]
     var errors: [String: UInt64]
+    /// Requests answered `unavailable` (nothing stored) and sent again: a cluster failing over.
+    var retriedUnavailable: UInt64
     var violations: [String: UInt64]
     var lost: [String: Int]
     var reconnects: Int
@@ -303,6 +305,7 @@ struct ChatRun {
             messagesPerSecond: Double(sentInWindow) / max(elapsed, 0.001), latencyMs: latency,
             errors: ["errorFrames": final.errorFrames, "unexpectedCloses": final.unexpectedCloses, "connectFailures": final.connectFailures,
                      "malformedFrames": final.malformed],
+            retriedUnavailable: final.retriedUnavailable,
             violations: ["gaps": final.gaps, "duplicateOrReordered": final.duplicates, "duplicateMessages": final.duplicateMessages,
                          "resumeFailed": final.resumeFailed, "orderMismatches": final.orderMismatches],
             lost: ["customerToAgent": lost.customerToAgent, "agentToCustomer": lost.agentToCustomer, "unacknowledgedAtEnd": unacked],
@@ -329,6 +332,7 @@ struct ChatRun {
                      r.durationSeconds, r.sent, r.messagesPerSecond, r.targetMessagesPerSecond, r.acked, r.deliveredCustomerToAgent, r.deliveredAgentToCustomer))
         for (k, name) in ChatRun.latencyNames { if let l = r.latencyMs[k] { print("  \(name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(l.line)") } }
         if r.reconnects > 0 { print("  reconnects: \(r.reconnects) dropped, \(r.resumed) resumed") }
+        if r.retriedUnavailable > 0 { print("  retried after unavailable: \(r.retriedUnavailable)") }
         print("  errors: \(ChatRun.counts(r.errors))")
         print("  violations: \(ChatRun.counts(r.violations))")
         print("  lost: \(ChatRun.counts(r.lost))")

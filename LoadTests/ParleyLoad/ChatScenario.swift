@@ -49,6 +49,8 @@ final class ChatLoopStats {
     var reconnects = 0
     var resumed = 0
 
+    /// Requests answered `unavailable` (nothing stored: a cluster failing over) and sent again.
+    var retriedUnavailable: UInt64 = 0
     // Trouble, counted from the start.
     var errorFrames: UInt64 = 0
     var unexpectedCloses: UInt64 = 0
@@ -141,6 +143,8 @@ final class ChatUser: WebSocketClientDelegate {
     }
 
     var pendingCount: Int { pending.count }
+    /// Targets moved on from (a dead node): added to the slot.
+    private var moves = 0
 
     // MARK: connection life
 
@@ -149,8 +153,10 @@ final class ChatUser: WebSocketClientDelegate {
         phase = .connecting
         let plan = scenario.plan
         do {
-            client = try plan.dialer.connect(on: loop, slot: index + (role == .agent ? 7 : 0), subprotocols: ["parley.v1"], delegate: self)
+            // After a failed connect or an unexpected close, the next target (a cluster's next node).
+            client = try plan.dialer.connect(on: loop, slot: index + (role == .agent ? 7 : 0) + moves, subprotocols: ["parley.v1"], delegate: self)
         } catch {
+            moves += 1
             stats.connectFailures += 1
             stats.note("connect: \(error)")
             phase = .down
@@ -207,6 +213,7 @@ final class ChatUser: WebSocketClientDelegate {
         if dropping { dropping = false; return }
         if scenario.stopping(loop.index) { return }
         stats.unexpectedCloses += 1
+        moves += 1
         stats.note("\(id): closed \(code.map { "with \($0)" } ?? "") \(error ?? "")")
         retry(afterMs: 500)
     }
@@ -232,6 +239,7 @@ final class ChatUser: WebSocketClientDelegate {
         if f.string("type", is: "welcome") { return welcome(text, now) }
         if f.string("type", is: "conversation.opened") { return opened(f) }
         if f.string("type", is: "error") {
+            if f.string("code", is: "unavailable"), let ref = f.string("ref") { return retry(ref) }
             stats.errorFrames += 1
             stats.note("\(id): error \(f.string("code") ?? "?"): \(f.string("message") ?? "")")
             return
@@ -380,6 +388,20 @@ final class ChatUser: WebSocketClientDelegate {
         }
     }
 
+    /// Nothing was stored (a cluster failing over): the same request again shortly, so a message
+    /// keeps its clientMsgId and is stored once.
+    private func retry(_ ref: String) {
+        stats.retriedUnavailable += 1
+        loop.queue.asyncAfter(deadline: .now() + .milliseconds(50)) { [weak self] in
+            guard let self, self.phase == .live else { return }
+            if ref == "open", self.conversation == nil {
+                self.send(#"{"type":"conversation.open","ref":"open","order":\#(self.scenario.plan.withOrders ? "\"last\"" : "null")}"#)
+            } else if ref.hasPrefix("m"), let n = UInt64(ref.dropFirst()) {
+                self.transmit(n)
+            }
+        }
+    }
+
     // MARK: frames out
 
     private func send(_ s: String) { client?.sendText(s) }
@@ -405,7 +427,7 @@ final class ChatUser: WebSocketClientDelegate {
     private func transmit(_ n: UInt64) {
         guard let p = pending[n] else { return }
         let text = ChatText.make(due: p.due, bytes: scenario.plan.textBytes)
-        send(#"{"type":"message.send","ref":"m","conversation":"\#(p.conversation)","clientMsgId":"\#(role == .customer ? "c" : "a")\#(n)","text":"\#(text)"}"#)
+        send(#"{"type":"message.send","ref":"m\#(n)","conversation":"\#(p.conversation)","clientMsgId":"\#(role == .customer ? "c" : "a")\#(n)","text":"\#(text)"}"#)
     }
 
     /// Ends the run for this agent: resolves every conversation assigned to it.
@@ -632,7 +654,7 @@ final class ChatScenario {
 struct ChatSnapshot {
     var sent: UInt64 = 0, acked: UInt64 = 0, deliveredC2A: UInt64 = 0, deliveredA2C: UInt64 = 0
     var live = 0, assigned = 0, agentsReady = 0, resolved = 0, reconnects = 0, resumed = 0
-    var errorFrames: UInt64 = 0, unexpectedCloses: UInt64 = 0, connectFailures: UInt64 = 0
+    var errorFrames: UInt64 = 0, unexpectedCloses: UInt64 = 0, connectFailures: UInt64 = 0, retriedUnavailable: UInt64 = 0
     var gaps: UInt64 = 0, duplicates: UInt64 = 0, duplicateMessages: UInt64 = 0, resumeFailed: UInt64 = 0
     var orderMismatches: UInt64 = 0, malformed: UInt64 = 0
     var firstErrors: [String] = []
@@ -644,6 +666,7 @@ struct ChatSnapshot {
         live += l.live; assigned += l.assigned; agentsReady += l.agentsReady; resolved += l.resolved
         reconnects += l.reconnects; resumed += l.resumed
         errorFrames += l.errorFrames; unexpectedCloses += l.unexpectedCloses; connectFailures += l.connectFailures
+        retriedUnavailable += l.retriedUnavailable
         gaps += l.gaps; duplicates += l.duplicates; duplicateMessages += l.duplicateMessages; resumeFailed += l.resumeFailed
         orderMismatches += l.orderMismatches; malformed += l.malformed
         firstErrors += l.firstErrors.prefix(max(0, 8 - firstErrors.count))

@@ -15,6 +15,8 @@ struct ParleyLoad: ParsableCommand {
 struct CommonOptions: ParsableArguments {
     @Option(help: "Target, e.g. ws://127.0.0.1:8080/v1/echo")
     var url: String
+    @Option(help: "More targets (a cluster's other nodes), comma-separated: clients are spread over --url and these, round robin. Set-up requests go to --url.")
+    var urls: String?
     @Option(help: "Client event loops (default 1: pin the tool to one core with taskset).")
     var loops = 1
     @Option(help: "Seconds to run before measuring.")
@@ -49,7 +51,7 @@ struct CommonOptions: ParsableArguments {
         if target.secure {
             do { tls = try TLSContext.client(verifyPeer: !insecure, caFile: tlsCa) } catch { throw ValidationError("\(error)") }
         }
-        return Dialer(url: target, tls: tls, compression: compression, sources: sources)
+        return Dialer(urls: [target] + extraTargets, tls: tls, compression: compression, sources: sources)
     }
 
     /// Where set-up requests go (plain HTTP).
@@ -63,9 +65,15 @@ struct CommonOptions: ParsableArguments {
         guard (1...256).contains(loops) else { throw ValidationError("--loops must be 1...256") }
         if tlsCa != nil || insecure { guard url.secure else { throw ValidationError("--tls-ca and --insecure are for wss:// targets") } }
         if let p = restPort { guard (1...65535).contains(p) else { throw ValidationError("--rest-port must be 1...65535") } }
+        for u in (urls ?? "").split(separator: ",") {
+            guard let w = WebSocketURL(String(u)) else { throw ValidationError("--urls takes ws://HOST:PORT/PATH targets, comma-separated") }
+            guard w.isLoopback || allowRemote else { throw ValidationError("\(w.host) is not a loopback address; pass --allow-remote to target it") }
+            guard w.secure == url.secure else { throw ValidationError("--urls must all be ws:// or all wss://, like --url") }
+        }
     }
 
     var sources: [String] { sourceAddresses?.split(separator: ",").map(String.init) ?? [] }
+    var extraTargets: [WebSocketURL] { (urls ?? "").split(separator: ",").compactMap { WebSocketURL(String($0)) } }
 }
 
 struct Echo: ParsableCommand {
@@ -216,14 +224,16 @@ struct Connect: ParsableCommand {
 
 /// Connects clients the way the run was told to (ws or wss, compression, source addresses).
 struct Dialer {
-    let url: WebSocketURL
+    /// Clients go to these round robin by slot (a cluster's nodes); the first is the main target.
+    let urls: [WebSocketURL]
     let tls: TLSContext?
     let compression: Bool
     let sources: [String]
+    var url: WebSocketURL { urls[0] }
 
     func connect(on loop: Loop, slot: Int, subprotocols: [String] = [], delegate: WebSocketClientDelegate) throws -> WebSocketClient {
         let src = sources.isEmpty ? nil : sources[slot % sources.count]
-        return try WebSocketClient.connect(url, on: loop, sourceAddress: src, subprotocols: subprotocols, tls: tls,
+        return try WebSocketClient.connect(urls[slot % urls.count], on: loop, sourceAddress: src, subprotocols: subprotocols, tls: tls,
                                            compression: compression, delegate: delegate)
     }
 }

@@ -202,7 +202,7 @@ final class ReportTests: XCTestCase {
         let r = ChatReport(scenario: "chat", url: "ws://127.0.0.1:1/v1/ws", runId: "r", startedAt: "now", interrupted: false, customers: 10, agents: 2,
                            agentCapacity: 5, ratePerCustomer: 1, targetMessagesPerSecond: 20, replyRatio: 1, textBytes: 64, orders: true,
                            rampSeconds: 1, durationSeconds: 5, connected: 12, assigned: 10, sent: 50, acked: 50, deliveredCustomerToAgent: 50,
-                           deliveredAgentToCustomer: 50, messagesPerSecond: 10, latencyMs: [:], errors: ["errorFrames": 0], violations: ["gaps": 0],
+                           deliveredAgentToCustomer: 50, messagesPerSecond: 10, latencyMs: [:], errors: ["errorFrames": 0], retriedUnavailable: 0, violations: ["gaps": 0],
                            lost: ["customerToAgent": 0], reconnects: 0, resumed: 0, resolved: 10, toolCPUPercent: 3, serverCPUPercent: nil,
                            serverRSSBytes: nil, toolRSSBytes: nil, firstErrors: [], timeline: [])
         XCTAssertTrue(r.passed)
