@@ -77,6 +77,17 @@ def test_a_customer_on_one_node_chats_with_an_agent_on_another(cluster):
         other = await Client.open(n3, "cust-x", resume={conv: 2})
         await other.caught_up(conv, 4, timeout=20)
         assert other.seqs(conv) == [3, 4]
-        for c in (agent, cust, other):
+        # Presence is the union of a user's sessions on every node: the agent, now also on n3,
+        # leaves n2; their status set on n3 reaches the customer on n1; offline only once the
+        # n3 session goes too.
+        agent3 = await Client.open(n3, "agent-x", role="agent", name="Ada")
+        await agent.close()
+        await agent3.request({"type": "agent.status", "status": "away"})
+        away = await cust.wait(lambda m: m["type"] == "presence" and m["status"] == "away", timeout=20)
+        assert away["user"]["id"] == "agent-x"
+        await agent3.close()
+        gone = await cust.wait(lambda m: m["type"] == "presence" and m["status"] == "offline", timeout=20)
+        assert gone["user"]["id"] == "agent-x"
+        for c in (cust, other):
             await c.close()
     run(go())
