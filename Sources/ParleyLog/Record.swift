@@ -55,11 +55,23 @@ public struct ConversationID: Hashable, Sendable, CustomStringConvertible {
         high = h; low = l
     }
 
+    /// Lowercase UUID text (8-4-4-4-12), written straight into one string: it is in every event
+    /// the server encodes and every cluster reply, so it is on the hot path.
     public var description: String {
-        let h = String(high, radix: 16), l = String(low, radix: 16)
-        let s = String(repeating: "0", count: 16 - h.count) + h + String(repeating: "0", count: 16 - l.count) + l
-        let c = Array(s)
-        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
+        String(unsafeUninitializedCapacity: 36) { out in
+            let digits: StaticString = "0123456789abcdef"
+            var i = 0
+            func put(_ v: UInt64, _ from: Int, _ to: Int) {  // nibbles from..<to of v, most significant first
+                for n in from..<to {
+                    if i == 8 || i == 13 || i == 18 || i == 23 { out[i] = UInt8(ascii: "-"); i += 1 }
+                    out[i] = digits.utf8Start[Int((v >> UInt64(60 - 4 * n)) & 0xF)]
+                    i += 1
+                }
+            }
+            put(high, 0, 16)
+            put(low, 0, 16)
+            return 36
+        }
     }
 }
 

@@ -50,15 +50,50 @@ public struct JetStream {
         var h = NATSHeaders(fields: extra)
         if let msgId { h.fields.append(("Nats-Msg-Id", msgId)) }
         if let expectedLastSeq { h.fields.append(("Nats-Expected-Last-Sequence", String(expectedLastSeq))) }
-        call(subject, headers: h.fields.isEmpty ? nil : h, payload: payload, timeoutMs: timeoutMs, reply: { r in
-            reply(r.flatMap { o in
-                guard let stream = o["stream"] as? String, let seq = Self.uint(o["seq"]), seq > 0 else { return .failure(.unreadable("PubAck without stream and seq")) }
-                return .success(PubAck(stream: stream, seq: seq, duplicate: o["duplicate"] as? Bool ?? false))
-            })
-        })
+        client.request(subject, headers: h.fields.isEmpty ? nil : h, payload: payload, timeoutMs: timeoutMs ?? self.timeoutMs) { r in
+            switch r {
+            case .failure(let e): reply(.failure(.transport(e)))
+            case .success(let m):
+                // Every append waits for one of these: read the common answer without a JSON parser.
+                if let ack = Self.pubAck(m.payload) { return reply(.success(ack)) }
+                reply(Self.object(m.payload).flatMap { o in
+                    guard let stream = o["stream"] as? String, let seq = Self.uint(o["seq"]), seq > 0 else { return .failure(.unreadable("PubAck without stream and seq")) }
+                    return .success(PubAck(stream: stream, seq: seq, duplicate: o["duplicate"] as? Bool ?? false))
+                })
+            }
+        }
     }
 
-    /// Creates the stream, or finds it with the same configuration.
+    /// `{"stream":"S","seq":N}`, exactly (what JetStream answers a newly stored append with); nil
+    /// for anything else (a duplicate, an error, another shape), which the JSON path then reads.
+    static func pubAck(_ p: [UInt8]) -> PubAck? {
+        let prefix = Array(#"{"stream":""#.utf8)
+        guard p.count > prefix.count, p.starts(with: prefix) else { return nil }
+        var i = prefix.count
+        let nameStart = i
+        while i < p.count, p[i] != UInt8(ascii: "\""), p[i] != UInt8(ascii: "\\") { i += 1 }
+        guard i < p.count, p[i] == UInt8(ascii: "\"") else { return nil }
+        let stream = String(decoding: p[nameStart..<i], as: UTF8.self)
+        let seqKey = Array(#","seq":"#.utf8)
+        guard p[(i + 1)...].starts(with: seqKey) else { return nil }
+        i += 1 + seqKey.count
+        var seq: UInt64 = 0
+        let digitsStart = i
+        while i < p.count, p[i] >= 48, p[i] <= 57, i - digitsStart < 19 { seq = seq * 10 + UInt64(p[i] - 48); i += 1 }
+        guard i > digitsStart, i == p.count - 1, p[i] == UInt8(ascii: "}"), seq > 0 else { return nil }
+        return PubAck(stream: stream, seq: seq, duplicate: false)
+    }
+
+    static func object(_ payload: [UInt8]) -> Result<[String: Any], Failure> {
+        guard let o = (try? JSONSerialization.jsonObject(with: Data(payload))) as? [String: Any] else {
+            return .failure(.unreadable(String(decoding: payload.prefix(200), as: UTF8.self)))
+        }
+        if let e = o["error"] as? [String: Any] {
+            return .failure(.api(status: e["code"] as? Int ?? 0, code: e["err_code"] as? Int ?? 0, description: e["description"] as? String ?? ""))
+        }
+        return .success(o)
+    }
+
     /// `extra` adds to (or overrides) the configuration: a KV bucket's `max_msgs_per_subject`.
     public func createStream(name: String, subjects: [String], replicas: Int, extra: [String: Any] = [:],
                              reply: @escaping (Result<StreamInfo, Failure>) -> Void) {
@@ -140,14 +175,7 @@ public struct JetStream {
         client.request(subject, headers: headers, payload: payload, timeoutMs: timeoutMs ?? self.timeoutMs) { r in
             switch r {
             case .failure(let e): reply(.failure(.transport(e)))
-            case .success(let m):
-                guard let o = (try? JSONSerialization.jsonObject(with: Data(m.payload))) as? [String: Any] else {
-                    return reply(.failure(.unreadable(String(decoding: m.payload.prefix(200), as: UTF8.self))))
-                }
-                if let e = o["error"] as? [String: Any] {
-                    return reply(.failure(.api(status: e["code"] as? Int ?? 0, code: e["err_code"] as? Int ?? 0, description: e["description"] as? String ?? "")))
-                }
-                reply(.success(o))
+            case .success(let m): reply(Self.object(m.payload))
             }
         }
     }

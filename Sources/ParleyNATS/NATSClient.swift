@@ -96,6 +96,11 @@ public final class NATSClient {
         if let sid = sids.removeValue(forKey: id) { current?.unsubscribe(sid) }
     }
 
+    /// Runs `body` with the publishes it makes written together (one syscall for the batch).
+    public func batch(_ body: () -> Void) {
+        if let c = current, c.isReady { c.connection.writingTogether(body) } else { body() }
+    }
+
     public func publish(_ subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil, payload: [UInt8]) throws(NATSError) {
         guard let c = current, c.isReady else { throw .notConnected }
         try c.publish(subject, replyTo: replyTo, headers: headers, payload: payload)

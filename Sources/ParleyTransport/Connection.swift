@@ -114,6 +114,15 @@ public final class Connection {
         if loop.corkOwner === self { loop.uncork() }
     }
 
+    /// Runs `body` with this connection's writes collected and sent in one write at the end (as
+    /// during its own input's turn): many small messages from one turn of work, one syscall.
+    public func writingTogether(_ body: () -> Void) {
+        guard loop.corkOwner == nil, state == .open else { return body() }
+        loop.corkOwner = self
+        body()
+        if loop.corkOwner === self { loop.uncork() }
+    }
+
     /// Stops reading until `resumeInput`: for a handler that cannot use more input now (an HTTP
     /// request whose answer is computed elsewhere), so a peer that keeps sending fills its own
     /// socket buffers, not the server's memory.

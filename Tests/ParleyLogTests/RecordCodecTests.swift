@@ -63,6 +63,7 @@ final class RecordCodecTests: XCTestCase {
         let id = ConversationID(high: 0x0123_4567_89AB_CDEF, low: 0xFEDC_BA98_7654_3210)
         XCTAssertEqual(id.description, "01234567-89ab-cdef-fedc-ba9876543210")
         XCTAssertEqual(ConversationID(id.description), id)
+        XCTAssertEqual(ConversationID(high: 0, low: 1).description, "00000000-0000-0000-0000-000000000001")
         XCTAssertNil(ConversationID("not-a-uuid"))
     }
 }

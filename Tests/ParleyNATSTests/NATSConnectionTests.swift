@@ -211,6 +211,19 @@ final class JetStreamTests: XCTestCase {
     static let group = LoopGroup(count: 1)
     var loop: Loop { Self.group.loops[0] }
 
+    /// The PubAck fast path reads exactly JetStream's usual answer and leaves anything else (a
+    /// duplicate, an error, other fields, a malformed number) to the JSON path (the real server's
+    /// duplicates are checked in the test below).
+    func testPubAckFastPath() {
+        func ack(_ s: String) -> JetStream.PubAck? { JetStream.pubAck(Array(s.utf8)) }
+        XCTAssertEqual(ack(#"{"stream":"PARLEY","seq":42}"#), .init(stream: "PARLEY", seq: 42, duplicate: false))
+        for other in [#"{"stream":"PARLEY","seq":7,"duplicate":true}"#, #"{"stream":"PARLEY","seq":7,"domain":"x"}"#, #"{"error":{"code":400,"err_code":10071}}"#, #"{"stream":"PARLEY","domain":"x","seq":1}"#,
+                      #"{"stream":"PARLEY","seq":0}"#, #"{"stream":"PARLEY","seq":-1}"#, #"{"stream":"PAR"#,
+                      #"{"stream":"PARLEY","seq":123456789012345678901}"#, #"{"stream":"P\"X","seq":1}"#, ""] {
+            XCTAssertNil(ack(other), other)
+        }
+    }
+
     /// The facts the cluster design rests on, from the real engine (`sync_interval: always`): a
     /// stream made through the API (again with the same config: found, not an error); an append
     /// acknowledged with its stream sequence; the same `Nats-Msg-Id` again is a duplicate with the

@@ -58,6 +58,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
     let loop: Loop
     let client: NATSClient
     let js: JetStream
+    private let batcher: NATSBatcher
     private let logger: Logger
     private var core: ReplicaCore
     private var consumer: OrderedConsumer!
@@ -89,6 +90,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         self.logger = logger
         client = NATSClient(servers: config.servers, on: loop, name: "parley-\(config.node)")
         js = JetStream(client: client)
+        batcher = NATSBatcher(client: client)
         core = ReplicaCore(node: config.node, applied: applied, lastValid: lastValid, knownSequence: { cache.lastSequence(of: $0) })
     }
 
@@ -185,7 +187,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
     public func append(_ records: [Record], completion: @escaping Log.Completion) {
         guard records.count == 1 else { return completion(.failure(.unavailable("cluster appends take one record at a time"))) }
         do throws(LogError) { try RecordCodec.validate(records[0]) } catch { return completion(.failure(error)) }
-        loop.queue.async { [self] in
+        batcher.run { [self] in
             guard !closed else { return completion(.failure(.closed)) }
             let token = nextToken
             nextToken += 1

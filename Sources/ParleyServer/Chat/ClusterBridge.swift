@@ -14,11 +14,11 @@ final class RemoteRequest: @unchecked Sendable {
     let session: String
     let replyTo: String?
     let loop: Loop
-    private let client: NATSClient
+    private let out: NATSBatcher
     private let answered = ManagedAtomic<Bool>(false)
 
-    init(node: String, session: String, replyTo: String?, loop: Loop, client: NATSClient) {
-        self.node = node; self.session = session; self.replyTo = replyTo; self.loop = loop; self.client = client
+    init(node: String, session: String, replyTo: String?, out: NATSBatcher) {
+        self.node = node; self.session = session; self.replyTo = replyTo; self.out = out; self.loop = out.client.loop
     }
 
     func answer(_ r: ChatReply) {
@@ -37,9 +37,8 @@ final class RemoteRequest: @unchecked Sendable {
         guard let replyTo, answered.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
         var h = NATSHeaders()
         if let conversation, seq > 0 { h.fields = [("Parley-Conversation", conversation.description), ("Parley-Seq", String(seq))] }
-        let client = self.client
         let headers = h.fields.isEmpty ? nil : h
-        loop.queue.async { try? client.publish(replyTo, headers: headers, payload: frame) }
+        out.run { [out] in try? out.client.publish(replyTo, headers: headers, payload: frame) }
     }
 }
 
@@ -54,6 +53,7 @@ final class ClusterBridge: @unchecked Sendable {
     private let orders: OrderStore
     private let logger: Logger
     private let client: NATSClient
+    private let out: NATSBatcher
     private var loop: Loop { client.loop }
     private let prefix: String
     /// Forwarded requests give up after this (the writer's append timeout and a failover's worth).
@@ -73,6 +73,7 @@ final class ClusterBridge: @unchecked Sendable {
         prefix = String(log.config.subject.split(separator: ".").first ?? "parley")
         forwardTimeoutMs = log.config.appendTimeoutMs + 3000
         client = NATSClient(servers: log.config.servers, on: loop, name: "parley-\(log.config.node)-chat")
+        out = NATSBatcher(client: client)
         roleBox.store(1, ordering: .relaxed)
     }
 
@@ -131,7 +132,7 @@ final class ClusterBridge: @unchecked Sendable {
         let payload = Array(m) + [10] + raw
         let subject = "\(prefix).rpc.requests"
         let service = self.service, timeout = forwardTimeoutMs
-        loop.queue.async { [client] in
+        out.run { [client] in
             guard let ref = f.ref else { try? client.publish(subject, payload: payload); return }
             client.request(subject, payload: payload, timeoutMs: timeout) { r in
                 switch r {
@@ -151,7 +152,7 @@ final class ClusterBridge: @unchecked Sendable {
     func typing(_ c: ConversationID, _ user: Person, active: Bool) {
         let o: [String: Any] = ["node": node, "conversation": c.description, "id": user.id, "role": user.role.rawValue, "name": user.name, "active": active]
         guard let body = try? JSONSerialization.data(withJSONObject: o) else { return }
-        loop.queue.async { [client, prefix] in try? client.publish("\(prefix).typing", payload: Array(body)) }
+        out.run { [client, prefix] in try? client.publish("\(prefix).typing", payload: Array(body)) }
     }
 
     /// Session opened, closed, or an agent's status set: the other nodes hear of it soon.
@@ -246,7 +247,7 @@ final class ClusterBridge: @unchecked Sendable {
         guard let nl = m.payload.firstIndex(of: 10),
               let meta = (try? JSONSerialization.jsonObject(with: Data(m.payload[..<nl]))) as? [String: Any],
               let from = meta["node"] as? String, let session = meta["session"] as? String, let user = Self.person(meta) else { return }
-        let rr = RemoteRequest(node: from, session: session, replyTo: m.replyTo, loop: loop, client: client)
+        let rr = RemoteRequest(node: from, session: session, replyTo: m.replyTo, out: out)
         let me = SessionRef(remote: rr, user: user)
         let frame = m.payload[(nl + 1)...]
         switch frame.withUnsafeBytes({ ClientFrames.parse($0) }) {
