@@ -98,6 +98,10 @@ public struct Switchboard<S: Hashable> {
     private var remote: [String: (users: [String: RemoteUser], heardMs: Int64)] = [:]
     /// When each agent's status was last set (here or on another node): the newest wins.
     private var statusAt: [String: Int64] = [:]
+    /// Cluster mode: conversations the writer took from an agent who was gone but still within the
+    /// presence grace here; their customers still get that agent's `offline` when it comes (on one
+    /// node it comes first, then the transfer).
+    private var lostWhileLeaving: [String: Set<ConversationID>] = [:]
     /// How long another node may stay silent before its sessions count as gone.
     public static var remoteSilenceMs: Int64 { 3_000 }
 
@@ -257,13 +261,14 @@ public struct Switchboard<S: Hashable> {
         case .tick:
             for change in presence.tick(nowMs: now) {
                 guard case .offline(let id) = change, let user = people[id] else { continue }
-                out.append(.presence(user, .offline, to: counterparts(of: id)))
+                out.append(.presence(user, .offline, to: counterparts(of: id, also: lostWhileLeaving.removeValue(forKey: id) ?? [])))
                 if user.role == .agent {
                     let (requeued, moved) = router.agentGone(id, nowMs: now)
                     if decides { for c in requeued { out.append(.partition(c, .transfer(c, from: user, to: nil, sessions: [], waiter: nil))) } }
                     assigned(moved, &out)
                 }
             }
+            for (agent, _) in lostWhileLeaving where presence.hasSession(agent) || !presence.isOnline(agent) { lostWhileLeaving[agent] = nil }
             for (node, r) in remote where now - r.heardMs > Self.remoteSilenceMs {
                 applyRemote(node, [], now: now, &out)
                 remote[node] = nil
@@ -342,6 +347,9 @@ public struct Switchboard<S: Hashable> {
         customerOpen[c.customer.id] = c.id
         if open[c.id] == nil { open[c.id] = Open(customer: c.customer, sinceMs: c.createdMs) }
         if let a = c.agent { people[a.id] = people[a.id] ?? a }
+        if let was = router.agent(of: c.id), was != c.agent?.id, presence.isOnline(was), !presence.hasSession(was) {
+            lostWhileLeaving[was, default: []].insert(c.id)
+        }
         if router.agent(of: c.id) != c.agent?.id || (c.agent == nil && !router.queue.contains(c.id)) {
             router.force(c.id, to: c.agent?.id, defaultCapacity: 5, nowMs: now)
         }
@@ -366,10 +374,10 @@ public struct Switchboard<S: Hashable> {
     }
 
     /// Welcomed sessions of everyone who shares an open conversation with `user`.
-    private func counterparts(of user: String) -> [S] {
+    private func counterparts(of user: String, also: Set<ConversationID> = []) -> [S] {
         var ids: Set<String> = []
         if let c = customerOpen[user], let a = router.agent(of: c) { ids.insert(a) }
-        for c in router.agents[user]?.open ?? [] { if let o = open[c] { ids.insert(o.customer.id) } }
+        for c in (router.agents[user]?.open ?? []).union(also) { if let o = open[c] { ids.insert(o.customer.id) } }
         return ids.sorted().flatMap { welcomed($0) }
     }
 

@@ -1,6 +1,6 @@
 """Cluster mode: three Parley nodes on a three-server NATS JetStream cluster (all real, on
 loopback), one replicated stream. Customers and agents on different nodes chat as on one."""
-import asyncio, json, signal, urllib.request
+import asyncio, json, os, signal, urllib.request
 import pytest
 from conftest import ServerProcess, wait_for
 from chatclient import Client, run, eventually
@@ -8,11 +8,12 @@ from natscluster import NATSCluster
 
 SECRET = "cluster-test-jwt-secret-0123456789abcdef"
 KEY = "cluster-test-api-key-0123456789"
+DEBUG = bool(os.environ.get("PARLEY_CLUSTER_DEBUG"))
 
 
 def node(nats, name, *extra):
     return ServerProcess("--cluster", nats.urls, "--node", name, "--jwt-secret", SECRET, "--api-key", KEY,
-                         "--lease-ttl", "1", "--presence-grace", "2", *extra)
+                         "--lease-ttl", "1", "--presence-grace", "2", *extra, *(("--log-level", "debug") if DEBUG else ()))
 
 
 @pytest.fixture(scope="module")
@@ -90,4 +91,9 @@ def test_a_customer_on_one_node_chats_with_an_agent_on_another(cluster):
         assert gone["user"]["id"] == "agent-x"
         for c in (cust, other):
             await c.close()
-    run(go())
+    try:
+        run(go())
+    except BaseException:
+        for n in (n1, n2, n3):
+            print(f"--- {n.args[n.args.index('--node') + 1]} ---\n" + "".join(l for l in n.log[-400:] if "agent-x" in l or "role" in l or "warning" in l)[-6000:])
+        raise

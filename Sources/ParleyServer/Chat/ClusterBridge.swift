@@ -194,6 +194,7 @@ final class ClusterBridge: @unchecked Sendable {
             return RemoteUser(person: p, sessions: n, capacity: u["capacity"] as? Int ?? 5, status: (u["status"] as? String).flatMap(AgentStatus.init),
                               statusAtMs: (u["statusAt"] as? NSNumber)?.int64Value ?? 0)
         }
+        logger.debug("users of another node", metadata: ["cluster.from": "\(from)", "users": "\(users.map { "\($0.person.id):\($0.sessions):\($0.status?.rawValue ?? "-")@\($0.statusAtMs)" })"])
         service.toSwitchboard(.remoteUsers(node: from, users))
     }
 
