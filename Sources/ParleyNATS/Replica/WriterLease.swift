@@ -17,8 +17,6 @@ public final class WriterLease {
     public var subject: String { "$KV.\(bucket).\(key)" }
     public private(set) var held = false
     public private(set) var term: UInt64 = 0
-    /// The node holding it as last read (nil: nobody, or unknown).
-    public private(set) var holder: String?
 
     private let js: JetStream
     private let onChange: (Bool, UInt64) -> Void
@@ -98,10 +96,8 @@ public final class WriterLease {
             switch r {
             case .success(let m):
                 let v = Self.decode(m.payload)
-                self.holder = v.flatMap { $0.until > Self.wallMs() ? $0.node : nil }
                 if v == nil || v!.until <= Self.wallMs() || v!.node == self.node { expected = m.seq }
             case .failure(let f) where f.apiCode == JetStream.Failure.messageNotFound:
-                self.holder = nil
                 expected = 0
             case .failure:
                 break
@@ -119,7 +115,6 @@ public final class WriterLease {
                     self.heldUntilMs = asked + self.ttlMs
                     self.held = true
                     self.term = rev
-                    self.holder = self.node
                     self.onChange(true, rev)
                 }
                 self.schedule()
@@ -130,7 +125,6 @@ public final class WriterLease {
     private func lose() {
         guard held else { return }
         held = false
-        holder = nil
         onChange(false, term)
     }
 
