@@ -92,6 +92,9 @@ final class Progress {
     /// Returns false if interrupted.
     @discardableResult
     func run(phase: String, seconds: Double, interval: Double = 1, sample: () -> Sample, until: () -> Bool = { false }) -> Bool {
+        // Off a terminal (a script, CI) each phase announces its start on stderr, so whatever
+        // drives the tool can wait for "measure" rather than guess how long set-up takes.
+        if !live { FileHandle.standardError.write("phase: \(phase) (up to \(String(format: "%g", seconds)) s)\n".data(using: .utf8)!) }
         let end = Date().addingTimeInterval(seconds)
         while Date() < end {
             if Interrupt.requested { return false }

@@ -111,14 +111,23 @@ def test_chat_needs_credentials():
 
 def test_ctrl_c_prints_the_summary_so_far(echo_server, tmp_path):
     out = tmp_path / "int.json"
-    sent0 = metric(echo_server, "parley_ws_messages_sent_total")
     p = subprocess.Popen([LOAD, "echo", "--url", f"{echo_server.url}/v1/echo", "--connections", "5", "--warmup", "0",
                           "--duration", "60", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Interrupted once echoes flow: the tool sends each connection's next message only after the
-    # echo of its last, so 100 echoes sent by the server means the tool has received most of them.
+    # Interrupted in the measured phase, once echoes flow in it: the tool announces the phase on
+    # stderr, and it sends each connection's next message only after the echo of its last, so 100
+    # echoes sent by the server after the announcement means the tool has counted most of them.
+    early = []
+    for line in p.stderr:
+        early.append(line)
+        if line.startswith("phase: measure"):
+            break
+    else:
+        raise AssertionError("the tool never started measuring: " + "".join(early))
+    sent0 = metric(echo_server, "parley_ws_messages_sent_total")
     wait_for(lambda: metric(echo_server, "parley_ws_messages_sent_total") >= sent0 + 100, timeout=60, what="100 echoes")
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=30)
+    stderr = "".join(early) + stderr
     assert p.returncode == 0, stdout + stderr
     s = json.loads(out.read_text())
     assert s["interrupted"] is True and s["messages"] > 0 and s["durationSeconds"] < 30
