@@ -80,7 +80,7 @@ public final class Server {
             self.log = log
             epoch = log.epoch
             meta["cluster.node"] = "\(settings.node)"
-            meta["cluster.stream_seq"] = "\(log.durableOffset)"
+            meta["cluster.stream_seq"] = "\(log.appliedSequence)"
             meta["cluster.catch_up_seconds"] = "\(String(format: "%.3f", Date().timeIntervalSince(t0)))"
         } else {
             var logConfig = LogConfig(directory: config.dataDir + "/log")

@@ -56,12 +56,14 @@ def read_stream(url, stream="PARLEY", timeout=20):
 
 
 def parse_record(frame):
-    """(type, conversation hex, seq, key, payload) of one record frame, or None if it is not one."""
+    """((type, conversation hex, seq, key, payload), padded size) of the record frame at the start
+    of `frame`, or None if it is not one."""
     if len(frame) < 64:
         return None
     frame_len, crc = struct.unpack_from("<II", frame, 0)
+    size = (4 + frame_len + 7) & ~7
     body = frame[:4 + frame_len]
-    if len(body) < 4 + frame_len or crc32c.crc32c(body[0:4] + body[8:]) != crc:
+    if len(frame) < size or crc32c.crc32c(body[0:4] + body[8:]) != crc:
         return None
     version, rtype = body[8], body[9]
     conv = body[32:48].hex()
@@ -70,7 +72,19 @@ def parse_record(frame):
     (payload_len,) = struct.unpack_from("<I", body, 60)
     if version != 1 or 60 + key_len + payload_len != frame_len:
         return None
-    return rtype, conv, seq, body[64:64 + key_len], body[64 + key_len:64 + key_len + payload_len]
+    return (rtype, conv, seq, body[64:64 + key_len], body[64 + key_len:64 + key_len + payload_len]), size
+
+
+def parse_records(payload):
+    """The records of one stream message (group commit: back to back), or None unless all of it is records."""
+    out, at = [], 0
+    while at < len(payload):
+        r = parse_record(payload[at:])
+        if r is None:
+            return None
+        out.append(r[0])
+        at += r[1]
+    return out or None
 
 
 def uuid_hex(conversation_id):
@@ -78,21 +92,27 @@ def uuid_hex(conversation_id):
 
 
 def counted(messages):
-    """The chain rule, applied independently: {(conversation hex, seq): (key, event dict)}."""
+    """The chain rule, applied independently, a stream message counting or not as a whole:
+    {(conversation hex, seq): (key, event dict)}."""
     last_valid, last_seq, events = 0, {}, {}
     for seq, headers, payload in messages:
-        r = parse_record(payload)
+        records = parse_records(payload)
         after = headers.get("Parley-After")
-        if r is None or after is None or int(after) != last_valid:
+        if records is None or after is None or int(after) != last_valid:
             continue
-        rtype, conv, cseq, key, body = r
-        if cseq > 0:
-            if cseq != last_seq.get(conv, 0) + 1:
-                continue
-            last_seq[conv] = cseq
-            assert (conv, cseq) not in events
-            events[(conv, cseq)] = (key, json.loads(body))
-        last_valid = seq
+        scratch = {}
+        for rtype, conv, cseq, key, body in records:
+            if cseq > 0:
+                if cseq != scratch.get(conv, last_seq.get(conv, 0)) + 1:
+                    break
+                scratch[conv] = cseq
+        else:
+            for rtype, conv, cseq, key, body in records:
+                if cseq > 0:
+                    assert (conv, cseq) not in events
+                    events[(conv, cseq)] = (key, json.loads(body))
+            last_seq.update(scratch)
+            last_valid = seq
     return events
 
 

@@ -15,7 +15,8 @@ def frame(seq, payload, key=b"", rtype=16):
     length = len(body) + 4  # the crc field too
     head = struct.pack("<I", length)
     crc = crc32c.crc32c(head + body)
-    return head + struct.pack("<I", crc) + body
+    f = head + struct.pack("<I", crc) + body
+    return f + bytes(-len(f) % 8)  # padded to 8 bytes, as the log writes frames
 
 
 def event(seq, text, cmid):
@@ -68,3 +69,22 @@ def test_an_event_that_skips_a_seq_does_not_count():
     with pytest.raises(AssertionError, match="not in the stream"):
         # seq 3 after seq 1: the chain rule drops it, so the ack for it is missing.
         check(stream((0, E1), (1, E3)), {"u:2": [ack(E3)]}, {})
+
+
+def batch(after, seq, *events):
+    """One stream message holding several records (group commit)."""
+    return (seq, {"Parley-After": str(after)}, b"".join(frame(e["seq"], json.dumps(e).encode(), b"u\0" + e["clientMsgId"].encode()) for e in events))
+
+
+def test_a_stream_message_of_several_records_counts_them_all():
+    events = counted([batch(0, 1, E1, E2), batch(1, 2, E3)])
+    assert sorted(k[1] for k in events) == [1, 2, 3]
+
+
+def test_one_misfit_record_voids_its_whole_stream_message():
+    # seq 3 straight after seq 1 in one message: none of it counts, and the next message chains
+    # after the last counted one (none).
+    events = counted([batch(0, 1, E1, E3), batch(0, 2, E1)])
+    assert [e["text"] for _, e in events.values()] == ["a"]
+    with pytest.raises(AssertionError, match="not in the stream"):
+        check([batch(0, 1, E1, E3)], {"u:0": [ack(E1)]}, {})

@@ -9,7 +9,7 @@ public struct ClusterConfig: Sendable {
     public var servers: [NATSClient.Server]
     /// This node's name: `[A-Za-z0-9_-]{1,64}`, unique in the cluster.
     public var node: String
-    /// Where the node keeps its copy of the stream (a `Log`, offsets = stream sequences).
+    /// Where the node keeps its copy of the stream (a `Log`: each stream message's records, then a `CopyMarker`).
     public var cacheDirectory: String
     public var stream = "PARLEY"
     public var subject = "parley.events"
@@ -39,10 +39,11 @@ public struct ClusterError: Error, CustomStringConvertible, Sendable {
 }
 
 /// The event store of cluster mode: a JetStream stream (replicated, every write fsynced on a
-/// majority) is the log; each node keeps a copy of it in an embedded `Log` whose offsets are the
-/// stream's sequences, so reads, lookups and recovery are local and mean what they mean on one
-/// machine. Appends go to JetStream (this node must be the writer) and complete once stored there
-/// and in the copy; records other nodes wrote reach `onApplied`, in stream order. The decisions are
+/// majority) is the log; each node keeps a copy of it in an embedded `Log` (the same records at the
+/// same offsets on every node), so reads, lookups and recovery are local and mean what they mean on
+/// one machine. Appends go to JetStream (this node must be the writer), many records to a stream
+/// message (group commit), and complete once stored there and in the copy; records other nodes
+/// wrote reach `onApplied`, in stream order. The decisions are
 /// `ReplicaCore`'s; this is its shell on one loop.
 public final class ClusterLog: EventStore, @unchecked Sendable {
     public let config: ClusterConfig
@@ -65,6 +66,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
     private var lease: WriterLease!
     private var completions: [UInt64: Log.Completion] = [:]
     private var nextToken: UInt64 = 1
+    private var flushScheduled = false
     private var paused = true
     private var buffered: [(UInt64, NATSMessage)] = []
     private var caughtUp: (target: UInt64, signal: DispatchSemaphore)?
@@ -84,6 +86,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
     public var appliedSequence: UInt64 { roleBox.lock.lock(); defer { roleBox.lock.unlock() }; return roleBox.applied }
 
     private init(config: ClusterConfig, cache: Log, loop: Loop, logger: Logger, applied: UInt64, lastValid: UInt64) {
+        let copyTip = cache.durableOffset
         self.config = config
         self.cache = cache
         self.loop = loop
@@ -91,7 +94,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         client = NATSClient(servers: config.servers, on: loop, name: "parley-\(config.node)")
         js = JetStream(client: client)
         batcher = NATSBatcher(client: client)
-        core = ReplicaCore(node: config.node, applied: applied, lastValid: lastValid, knownSequence: { cache.lastSequence(of: $0) })
+        core = ReplicaCore(node: config.node, applied: applied, lastValid: lastValid, copyTip: copyTip, knownSequence: { cache.lastSequence(of: $0) })
     }
 
     /// Connects, makes (or checks) the stream and the lease bucket, and brings the local copy up to
@@ -103,7 +106,8 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         let setup = try Self.setUp(config, loop: loop)
         let dir = config.cacheDirectory
         let idFile = dir + "/stream-id"
-        let identity = "\(config.stream) \(setup.created)"
+        // The copy's format is part of its identity: a copy written another way is made again.
+        let identity = "\(config.stream) \(setup.created) \(Self.copyFormat)"
         if let was = try? String(contentsOfFile: idFile, encoding: .utf8), was.trimmingCharacters(in: .whitespacesAndNewlines) != identity {
             logger.warning("the local copy is of another stream (made again?): starting it afresh", metadata: ["cluster.copy": "\(dir)"])
             try? FileManager.default.removeItem(atPath: dir)
@@ -117,7 +121,10 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         var quiet = logger
         quiet.logLevel = .error
         var (cache, report) = try Log.open(lc, logger: quiet)
-        if !report.dropped.isEmpty || report.offsetGaps > 0 {
+        // A copy ends with the marker of the last stream message it applied; anything else is a
+        // message's records cut short (a crash mid-write).
+        let tail = cache.durableOffset > 0 ? cache.read(offset: cache.durableOffset).flatMap(CopyMarker.read) : (0, 0)
+        if !report.dropped.isEmpty || report.offsetGaps > 0 || tail == nil {
             logger.warning("the local copy was damaged: starting it afresh", metadata: ["cluster.copy": "\(dir)"])
             cache.close()
             try? FileManager.default.removeItem(atPath: dir + "/log")
@@ -127,22 +134,17 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         // Just after the servers restart, a stream may not have applied all it committed yet:
         // its end moves up to what this copy holds within moments. Less than that for longer
         // would mean the stream lost what it acknowledged.
+        let (applied, lastValid) = tail ?? (0, 0)
         var end = setup.lastSeq
         let deadline = Date().addingTimeInterval(Double(config.connectTimeoutMs) / 1000)
-        while cache.durableOffset > end, Date() < deadline {
+        while applied > end, Date() < deadline {
             Thread.sleep(forTimeInterval: 0.25)
             end = try Self.setUp(config, loop: loop).lastSeq
         }
-        if cache.durableOffset > end {
-            throw ClusterError("the local copy in \(dir) has \(cache.durableOffset) records but stream \(config.stream) only \(end): the stream lost records it had acknowledged, or is another one; remove the copy to start it afresh")
+        if applied > end {
+            throw ClusterError("the local copy in \(dir) has applied \(applied) stream messages but stream \(config.stream) has only \(end): the stream lost records it had acknowledged, or is another one; remove the copy to start it afresh")
         }
-        var lastValid: UInt64 = 0
-        var o = cache.durableOffset
-        while o >= max(1, cache.firstOffset) {
-            if let r = cache.read(offset: o), r.type != .noop { lastValid = o; break }
-            o -= 1
-        }
-        let log = ClusterLog(config: config, cache: cache, loop: loop, logger: logger, applied: cache.durableOffset, lastValid: lastValid)
+        let log = ClusterLog(config: config, cache: cache, loop: loop, logger: logger, applied: applied, lastValid: lastValid)
         log.epoch = "js-" + String(Self.fnv(identity), radix: 16)
         try log.connectAndCatchUp(to: end)
         return log
@@ -193,6 +195,14 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
             nextToken += 1
             completions[token] = completion
             run(core.append(token: token, records[0]))
+            // Everything appended in this turn goes out together, in the next.
+            if !flushScheduled {
+                flushScheduled = true
+                batcher.run { [self] in
+                    flushScheduled = false
+                    run(core.flush())
+                }
+            }
         }
     }
 
@@ -225,6 +235,9 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
     }
 
     // MARK: internals
+
+    /// How the local copy lays the stream out (see `CopyMarker`).
+    static let copyFormat = "copy-v2"
 
     private struct SetUp { var lastSeq: UInt64; var created: String }
 
@@ -286,7 +299,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
     private func connectAndCatchUp(to target: UInt64) throws {
         let signal = DispatchSemaphore(value: 0)
         loop.queue.sync {
-            if cache.durableOffset >= target { signal.signal() } else { caughtUp = (target, signal) }
+            if core.applied >= target { signal.signal() } else { caughtUp = (target, signal) }
             var first = true
             consumer = OrderedConsumer(js: js, stream: config.stream, from: core.applied + 1) { [weak self] seq, m in
                 guard let self else { return }
@@ -311,10 +324,34 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
     }
 
     private func consumedMessage(_ seq: UInt64, _ m: NATSMessage) {
-        var record: Record? = nil
-        if case .record(let r, let size) = RecordCodec.decode(m.payload), size == m.payload.count { record = r }
-        let c = ReplicaCore.Consumed(msgId: m.headers?["Nats-Msg-Id"], after: m.headers?["Parley-After"].flatMap { UInt64($0) }, record: record)
+        let msgId = m.headers?["Nats-Msg-Id"]
+        // This node's own message: it has the records already.
+        let records = msgId != nil && core.inflight.first?.msgId == msgId ? core.inflight.first?.records : Self.records(in: m.payload)
+        let c = ReplicaCore.Consumed(msgId: msgId, after: m.headers?["Parley-After"].flatMap { UInt64($0) }, records: records)
         run(core.consumed(seq: seq, c))
+    }
+
+    /// The records a stream message holds, back to back; nil unless all of it is records.
+    static func records(in payload: [UInt8]) -> [Record]? {
+        payload.withUnsafeBytes { b -> [Record]? in
+            var out: [Record] = []
+            var at = 0
+            while at < b.count {
+                guard case .record(let r, let size) = RecordCodec.decode(UnsafeRawBufferPointer(rebasing: b[at...])), at + size <= b.count else { return nil }
+                out.append(r)
+                at += size
+            }
+            return out.isEmpty ? nil : out
+        }
+    }
+
+    static func payload(of records: [Record]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: records.reduce(0) { $0 + RecordCodec.encodedSize($1) })
+        out.withUnsafeMutableBytes { b in
+            var at = 0
+            for r in records { at += RecordCodec.encode(r, into: b.baseAddress! + at) }
+        }
+        return out
     }
 
     private func tick() {
@@ -328,9 +365,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         for o in outputs {
             switch o {
             case .publish(let a):
-                var r = a.record
-                r.offset = a.position
-                js.publish(config.subject, payload: RecordCodec.encode(r), msgId: a.msgId, expectedLastSeq: a.position - 1,
+                js.publish(config.subject, payload: Self.payload(of: a.records), msgId: a.msgId, expectedLastSeq: a.position - 1,
                            headers: [("Parley-After", String(a.after))], timeoutMs: config.appendTimeoutMs) { [weak self] result in
                     guard let self else { return }
                     switch result {
@@ -340,8 +375,8 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
                         self.run(self.core.publishFailed(msgId: a.msgId))
                     }
                 }
-            case .store(let r, let seq, let origin):
-                store(r, seq: seq, origin)
+            case .store(let records, let seq, let origin):
+                store(records, streamSeq: seq, origin)
             case .failed(let token):
                 completions.removeValue(forKey: token)?(.failure(.unavailable("this node could not append (not the writer, or the stream did not confirm)")))
             case .queryEnd:
@@ -363,27 +398,31 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         roleBox.lock.lock(); roleBox.applied = core.applied; roleBox.lock.unlock()
     }
 
-    private func store(_ r: Record, seq: UInt64, _ origin: ReplicaCore.Origin) {
-        let completion: Log.Completion? = { if case .ours(let t) = origin { return completions.removeValue(forKey: t) } else { return nil } }()
+    /// Appends one stream message's copy (its records, then its marker) to the local copy, then
+    /// completes this node's appends or hands the others' records on.
+    private func store(_ records: [Record], streamSeq: UInt64, _ origin: ReplicaCore.Origin) {
+        var completions: [Log.Completion] = []
+        if case .ours(let tokens) = origin { completions = tokens.map { self.completions.removeValue(forKey: $0) ?? { _ in } } }
         let caught = caughtUp
-        if let c = caught, seq >= c.target { caughtUp = nil }
-        cache.append([r]) { [weak self] result in
+        if let c = caught, streamSeq >= c.target { caughtUp = nil }
+        let expected = records.map(\.offset)
+        cache.append(records) { [weak self] result in
             guard let self else { return }
             switch result {
-            case .success(let offsets) where offsets == [seq]:
+            case .success(let offsets) where offsets == expected:
                 switch origin {
-                case .ours: completion?(.success([seq]))
-                case .foreign: self.onApplied?(r)
+                case .ours: for (c, r) in zip(completions, records) { c(.success([r.offset])) }
+                case .foreign: if let onApplied { for r in records.dropLast() { onApplied(r) } }
                 case .filler: break
                 }
             default:
                 // The copy no longer mirrors the stream: serving on would be wrong.
-                self.logger.critical("the local copy of the stream failed", metadata: ["cluster.seq": "\(seq)", "result": "\(result)"])
-                FileHandle.standardError.write("parley: fatal: the local copy of the stream failed at \(seq): \(result)\n".data(using: .utf8)!)
+                self.logger.critical("the local copy of the stream failed", metadata: ["cluster.seq": "\(streamSeq)", "result": "\(result)"])
+                FileHandle.standardError.write("parley: fatal: the local copy of the stream failed at \(streamSeq): \(result)\n".data(using: .utf8)!)
                 exit(70)
             }
-            if let c = caught, seq >= c.target { c.signal.signal() }
-            self.runWaiters(through: seq)
+            if let c = caught, streamSeq >= c.target { c.signal.signal() }
+            self.runWaiters(through: expected.last ?? 0)
         }
     }
 

@@ -4,6 +4,12 @@ import ParleyLog
 /// appends landed, when this node may write. The shell (`ClusterLog`) feeds it what JetStream says
 /// and carries out what it returns.
 ///
+/// **Group commit.** One stream message carries a batch of records: appends made while the
+/// previous publishes are in flight wait in `pending` and go out together (`flush`), at most
+/// `Batching.maxInflight` messages at a time. A message counts or not as a whole: every record in it
+/// must be its conversation's next. In the local copy each message's records are followed by a
+/// `CopyMarker`, so copy offsets are deterministic but not stream sequences.
+///
 /// **The chain rule.** Every message carries `after`: the stream sequence of the record its writer
 /// had last applied or appended when it decided this one. A message at sequence `t` is *valid* when
 /// its `after` is the sequence of the last valid message before `t`; anything else is filler, the
@@ -33,39 +39,52 @@ public struct ReplicaCore {
         case suspended
     }
 
+    /// How appends are grouped into stream messages: limits as values.
+    public enum Batching {
+        /// Stream messages published and not yet settled, at most.
+        public static let maxInflight = 4
+        /// Records in one stream message, at most.
+        public static let maxRecords = 256
+        /// Encoded bytes in one stream message, at most (NATS refuses payloads over its
+        /// `max_payload`, 1 MiB by default); a single larger record still goes, alone.
+        public static let maxBytes = 512 * 1024
+    }
+
+    /// One stream message of this node's: its records, one append token each.
     public struct Append: Equatable, Sendable {
-        public var token: UInt64
+        public var tokens: [UInt64]
         public var msgId: String
         /// The stream sequence it must land at.
         public var position: UInt64
         public var after: UInt64
-        public var record: Record
+        public var records: [Record]
         var acked = false
         var answered = false
     }
 
-    /// What a consumed message said, decoded by the shell (`record` nil: not a Parley record).
+    /// What a consumed message said, decoded by the shell (`records` nil: not Parley records).
     public struct Consumed: Equatable, Sendable {
         public var msgId: String?
         public var after: UInt64?
-        public var record: Record?
-        public init(msgId: String?, after: UInt64?, record: Record?) { self.msgId = msgId; self.after = after; self.record = record }
+        public var records: [Record]?
+        public init(msgId: String?, after: UInt64?, records: [Record]?) { self.msgId = msgId; self.after = after; self.records = records }
     }
 
     public enum Origin: Equatable, Sendable {
-        /// This node's append `token`.
-        case ours(UInt64)
-        /// A valid record this node did not write (or no longer waits for).
+        /// This node's appends, one token per record stored (the marker has none).
+        case ours([UInt64])
+        /// Valid records this node did not write (or no longer waits for).
         case foreign
-        /// Not part of the chain: kept as a no-op so local offsets stay stream sequences.
+        /// Not part of the chain: only the marker is stored.
         case filler
     }
 
     public enum Output: Equatable, Sendable {
         /// Publish with `Nats-Expected-Last-Sequence: position - 1`.
         case publish(Append)
-        /// Put this record into the local copy at `seq` (always the next one), then act on `origin`.
-        case store(Record, seq: UInt64, Origin)
+        /// Append these records to the local copy (offsets set: the next ones; a `CopyMarker`
+        /// last), the copy of stream message `streamSeq`, then act on `origin`.
+        case store([Record], streamSeq: UInt64, Origin)
         /// This append did not land (and will not be waited for): the requester retries.
         case failed(token: UInt64)
         /// Ask JetStream for the stream's last sequence; answer with `end(_:)` or `endUnknown()`.
@@ -79,10 +98,14 @@ public struct ReplicaCore {
     public private(set) var role: Role = .follower
     /// The highest stream sequence in the local copy.
     public private(set) var applied: UInt64
+    /// The local copy's last offset (that of the marker of `applied`).
+    public private(set) var copyTip: UInt64
     /// The sequence of the last valid record (0: none yet).
     public private(set) var lastValid: UInt64
     public private(set) var term: UInt64 = 0
     public private(set) var inflight: [Append] = []
+    /// Appends waiting for the next `flush`.
+    public private(set) var pending: [(token: UInt64, record: Record)] = []
     private var leaseHeld = false
     private var endTarget: UInt64?
     private var endAsked = false
@@ -94,31 +117,81 @@ public struct ReplicaCore {
     private var sequences: [ConversationID: UInt64] = [:]
     private let knownSequence: (ConversationID) -> UInt64
 
-    public init(node: String, applied: UInt64, lastValid: UInt64, knownSequence: @escaping (ConversationID) -> UInt64 = { _ in 0 }) {
+    public init(node: String, applied: UInt64, lastValid: UInt64, copyTip: UInt64,
+                knownSequence: @escaping (ConversationID) -> UInt64 = { _ in 0 }) {
         self.node = node
         self.applied = applied
         self.lastValid = lastValid
+        self.copyTip = copyTip
         self.knownSequence = knownSequence
     }
 
-    func fits(_ r: Record) -> Bool {
-        r.conversation.isNone || r.sequence == 0 || r.sequence == (sequences[r.conversation] ?? knownSequence(r.conversation)) + 1
+    /// The conversations' new last sequences if every record of `records`, in order, is its
+    /// conversation's next; nil if one is not.
+    func fit(_ records: [Record]) -> [ConversationID: UInt64]? {
+        var scratch: [ConversationID: UInt64] = [:]
+        for r in records where !r.conversation.isNone && r.sequence > 0 {
+            let last = scratch[r.conversation] ?? sequences[r.conversation] ?? knownSequence(r.conversation)
+            guard r.sequence == last + 1 else { return nil }
+            scratch[r.conversation] = r.sequence
+        }
+        return scratch
     }
 
-    private mutating func took(_ r: Record) {
-        if !r.conversation.isNone, r.sequence > 0 { sequences[r.conversation] = r.sequence }
+    /// The copy of stream message `seq`: `records` (valid: `took` their sequences) at the next
+    /// offsets, then its marker.
+    private mutating func place(_ records: [Record], seq: UInt64, took: [ConversationID: UInt64]?) -> [Record] {
+        var out: [Record] = []
+        out.reserveCapacity(records.count + 1)
+        if let took {
+            sequences.merge(took) { _, new in new }
+            for var r in records {
+                copyTip += 1
+                r.offset = copyTip
+                out.append(r)
+            }
+            lastValid = seq
+        }
+        applied = seq
+        copyTip += 1
+        out.append(CopyMarker.record(offset: copyTip, streamSeq: seq, lastValid: lastValid))
+        return out
     }
 
     // MARK: inputs
 
+    /// Queues a record for the next `flush` (the shell calls it once the current batch of work is in).
     public mutating func append(token: UInt64, _ record: Record) -> [Output] {
         guard role == .writer else { return [.failed(token: token)] }
-        counter += 1
-        let a = Append(token: token, msgId: "\(node).\(term).\(counter)", position: nextPosition, after: chainTip, record: record)
-        nextPosition += 1
-        chainTip = a.position
-        inflight.append(a)
-        return [.publish(a)]
+        pending.append((token, record))
+        return []
+    }
+
+    /// Publishes what is pending, as few stream messages as the limits allow, while fewer than
+    /// `Batching.maxInflight` are in flight.
+    public mutating func flush() -> [Output] {
+        guard role == .writer else { return failPending() }
+        var out: [Output] = []
+        var i = 0
+        while i < pending.count, inflight.count < Batching.maxInflight {
+            var tokens: [UInt64] = [], records: [Record] = [], bytes = 0
+            while i < pending.count, records.count < Batching.maxRecords {
+                let size = RecordCodec.encodedSize(pending[i].record)
+                if !records.isEmpty, bytes + size > Batching.maxBytes { break }
+                tokens.append(pending[i].token)
+                records.append(pending[i].record)
+                bytes += size
+                i += 1
+            }
+            counter += 1
+            let a = Append(tokens: tokens, msgId: "\(node).\(term).\(counter)", position: nextPosition, after: chainTip, records: records)
+            nextPosition += 1
+            chainTip = a.position
+            inflight.append(a)
+            out.append(.publish(a))
+        }
+        pending.removeFirst(i)
+        return out
     }
 
     public mutating func pubAck(msgId: String, seq: UInt64) -> [Output] {
@@ -131,6 +204,7 @@ public struct ReplicaCore {
         inflight[i].acked = true
         var out = drain()
         out += settle()
+        out += flush()
         return out
     }
 
@@ -145,30 +219,27 @@ public struct ReplicaCore {
         guard seq > applied else { return [] }
         guard seq == applied + 1 else { return [.resetConsumer(from: applied + 1)] }
         var out: [Output] = []
-        let valid = m.record.map(fits) == true && m.after == lastValid
-        if valid, let r = m.record { took(r) }
-        if valid, let head = inflight.first, head.msgId == m.msgId {
+        let took = m.after == lastValid ? m.records.flatMap(fit) : nil
+        if took != nil, let head = inflight.first, head.msgId == m.msgId {
             inflight.removeFirst()
-            out.append(.store(head.record, seq: seq, .ours(head.token)))
-        } else if valid, var r = m.record {
-            r.offset = seq
-            out.append(.store(r, seq: seq, .foreign))
+            out.append(.store(place(head.records, seq: seq, took: took), streamSeq: seq, .ours(head.tokens)))
+        } else if took != nil, let records = m.records {
+            out.append(.store(place(records, seq: seq, took: took), streamSeq: seq, .foreign))
             if !inflight.isEmpty || role == .writer {
                 // Someone else extended the chain: nothing of ours in flight can follow it.
                 out += failAll()
                 out += suspend()
             }
         } else {
-            out.append(.store(Record(type: .noop, offset: seq, payload: []), seq: seq, .filler))
+            out.append(.store(place([], seq: seq, took: nil), streamSeq: seq, .filler))
             if let head = inflight.first, head.position <= seq {
                 out += failAll()
                 out += suspend()
             }
         }
-        applied = seq
-        if valid { lastValid = seq }
         out += drain()
         out += settle()
+        out += flush()
         return out
     }
 
@@ -219,32 +290,33 @@ public struct ReplicaCore {
         var out: [Output] = []
         while let head = inflight.first, head.acked, head.position == applied + 1 {
             inflight.removeFirst()
-            applied = head.position
-            var r = head.record
-            r.offset = head.position
-            guard fits(r) else {
-                // Stored, but not the conversation's next: filler for everyone, and ours failed.
-                out.append(.store(Record(type: .noop, offset: head.position, payload: []), seq: head.position, .filler))
-                out.append(.failed(token: head.token))
+            guard let took = fit(head.records) else {
+                // Stored, but a record is not its conversation's next: filler for everyone, and ours failed.
+                out.append(.store(place([], seq: head.position, took: nil), streamSeq: head.position, .filler))
+                out += head.tokens.map { .failed(token: $0) }
                 out += failAll()
                 out += suspend()
                 break
             }
-            took(r)
-            lastValid = head.position
-            out.append(.store(r, seq: head.position, .ours(head.token)))
+            out.append(.store(place(head.records, seq: head.position, took: took), streamSeq: head.position, .ours(head.tokens)))
         }
         return out
     }
 
     private mutating func failAll() -> [Output] {
-        let out = inflight.map { Output.failed(token: $0.token) }
+        let out = inflight.flatMap { $0.tokens.map { Output.failed(token: $0) } }
         inflight = []
         return out
     }
 
+    private mutating func failPending() -> [Output] {
+        let out = pending.map { Output.failed(token: $0.token) }
+        pending = []
+        return out
+    }
+
     private mutating func suspend() -> [Output] {
-        var out: [Output] = []
+        var out = failPending()
         if role == .writer {
             role = .suspended
             out.append(.role(.suspended))
