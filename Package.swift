@@ -10,7 +10,7 @@ let package = Package(
         .executable(name: "parley-load", targets: ["ParleyLoad"]),
         .library(name: "ParleyClient", targets: ["ParleyClient"]),
         // For LoadTests/Benchmarks (its own package): the pure codecs, measured in isolation.
-        .library(name: "ParleyCodecs", targets: ["ParleyWebSocket", "ParleyHTTP"]),
+        .library(name: "ParleyCodecs", targets: ["ParleyWebSocket", "ParleyHTTP", "ParleyJSON", "ParleyProtocol"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -38,9 +38,11 @@ let package = Package(
         .target(name: "ParleyHTTP", dependencies: ["ParleyTransport"]),
         .target(name: "ParleyLog", dependencies: ["CParleySys", .product(name: "Logging", package: "swift-log")]),
         .target(name: "ParleyChat", dependencies: ["ParleyLog"]),
+        // A strict JSON parser without Foundation's bridging: client frames, stored events, NATS replies.
+        .target(name: "ParleyJSON"),
         // The NATS client protocol (issue 13's cluster mode rides on it): pure parser and encoders.
         .target(name: "ParleyNATS", dependencies: ["ParleyTransport", "ParleyLog", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "ParleyProtocol", dependencies: ["ParleyChat", "ParleyLog"]),
+        .target(name: "ParleyProtocol", dependencies: ["ParleyChat", "ParleyLog", "ParleyJSON"]),
         .target(
             name: "ParleyWebSocket",
             dependencies: ["ParleyTransport", "ParleyHTTP", "COpenSSL", "CZlib"]
@@ -81,6 +83,7 @@ let package = Package(
         ),
         .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
+        .testTarget(name: "ParleyJSONTests", dependencies: ["ParleyJSON"]),
         .testTarget(name: "ParleyTransportTests", dependencies: ["ParleyTransport"]),
         .testTarget(name: "ParleyNATSTests", dependencies: ["ParleyNATS", "ParleyTransport", "ParleyLog"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer"]),

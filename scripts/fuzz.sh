@@ -15,13 +15,14 @@ build frame-reader-fuzz LoadTests/Fuzz/FrameReaderFuzz.swift Sources/ParleyWebSo
 build http-parser-fuzz LoadTests/Fuzz/HTTPParserFuzz.swift Sources/ParleyHTTP/Parser/HTTPRequestParser.swift
 build record-codec-fuzz LoadTests/Fuzz/RecordCodecFuzz.swift Sources/ParleyLog/CRC32C.swift Sources/ParleyLog/Record.swift
 build nats-parser-fuzz LoadTests/Fuzz/NATSParserFuzz.swift Sources/ParleyNATS/Protocol/*.swift
+build json-parser-fuzz LoadTests/Fuzz/JSONParserFuzz.swift Sources/ParleyJSON/*.swift
 build inflate-fuzz LoadTests/Fuzz/InflateFuzz.swift Sources/ParleyWebSocket/Compression/Zlib.swift Sources/ParleyWebSocket/Codec/DeflateNegotiation.swift \
   -I Sources/CZlib -lz
 
 # Seed corpora from the shared vectors, so the fuzzer starts from real frames and requests.
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
-mkdir -p "$seeds/ws" "$seeds/http" "$seeds/log" "$seeds/inflate" "$seeds/nats"
+mkdir -p "$seeds/ws" "$seeds/http" "$seeds/log" "$seeds/inflate" "$seeds/nats" "$seeds/json"
 python3 - "$seeds" <<'PY'
 import json, sys, pathlib
 d = pathlib.Path(sys.argv[1])
@@ -55,6 +56,11 @@ nats = [b'INFO {"server_id":"N1","max_payload":1048576,"headers":true}\r\n+OK\r\
         b"HMSG $JS.ACK.s 12 48 58\r\nNATS/1.0 503 No Responders\r\nNats-Msg-Id: m-1\r\n\r\n0123456789\r\n"]
 for i, n in enumerate(nats):
     (d / "nats" / f"{i}").write_bytes(bytes([i * 17]) + n)
+# JSON: client frames and a stored event, as the protocol writes them.
+for i, doc in enumerate([b'{"type":"hello","token":"t","resume":{"0b6e3f9a-4a0c-4c8e-9f41-1a2b3c4d5e6f":12}}',
+                         b'{"type":"message.send","ref":"r1","conversation":"c","clientMsgId":"m\\u00e9\\ud83d\\ude00","text":"hi \\"there\\"\\n"}',
+                         b'[1,-2.5e3,true,false,null,{"a":[[]]}]']):
+    (d / "json" / f"{i}").write_bytes(doc)
 # Inflate: real compressed messages (even mode byte) and the negotiation vectors' offers (odd).
 for i, msg in enumerate([b'{"type":"message","text":"where is my order?"}' * 20, bytes(range(256)) * 4, b"a" * 5000]):
     c = zlib.compressobj(6, zlib.DEFLATED, -15)
@@ -69,7 +75,7 @@ PY
 results="${FUZZ_RESULTS:-$out/results.txt}"
 : > "$results"
 status=0
-for h in frame-reader-fuzz:ws http-parser-fuzz:http record-codec-fuzz:log nats-parser-fuzz:nats inflate-fuzz:inflate; do
+for h in frame-reader-fuzz:ws http-parser-fuzz:http record-codec-fuzz:log nats-parser-fuzz:nats json-parser-fuzz:json inflate-fuzz:inflate; do
   name=${h%%:*}; corpus=${h##*:}
   echo "fuzz: $name for ${secs}s"
   if ! "$out/$name" -max_total_time="$secs" -max_len=8192 -print_final_stats=1 -artifact_prefix="$out/$name-" \

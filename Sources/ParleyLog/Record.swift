@@ -49,9 +49,23 @@ public struct ConversationID: Hashable, Sendable, CustomStringConvertible {
     public var isNone: Bool { high == 0 && low == 0 }
 
     /// Parses 32 hex digits, with or without UUID dashes.
+    /// From 32 hex digits, dashes anywhere ignored (UUID text, any case). Byte by byte: every
+    /// client request names a conversation.
     public init?(_ s: String) {
-        let hex = s.filter { $0 != "-" }
-        guard hex.count == 32, let h = UInt64(hex.prefix(16), radix: 16), let l = UInt64(hex.suffix(16), radix: 16) else { return nil }
+        var h: UInt64 = 0, l: UInt64 = 0, n = 0
+        for c in s.utf8 where c != UInt8(ascii: "-") {
+            let d: UInt8
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c &- 48
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c &- 87
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c &- 55
+            default: return nil
+            }
+            guard n < 32 else { return nil }
+            if n < 16 { h = h << 4 | UInt64(d) } else { l = l << 4 | UInt64(d) }
+            n += 1
+        }
+        guard n == 32 else { return nil }
         high = h; low = l
     }
 

@@ -1,4 +1,4 @@
-import Foundation
+import ParleyJSON
 import ParleyChat
 import ParleyLog
 
@@ -48,16 +48,15 @@ public enum ClientFrames {
     public static let maxRefBytes = 64
 
     public static func parse(_ bytes: UnsafeRawBufferPointer) -> Result<ClientFrame, FrameError> {
-        let data = Data(bytes)
-        guard let any = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
+        guard case .success(let o) = JSONParser.parse(bytes) else {
             return .failure(FrameError(ref: nil, code: .invalidRequest, message: "not JSON: every frame is one JSON object"))
         }
-        guard let o = any as? [String: Any] else {
+        guard o.members != nil else {
             return .failure(FrameError(ref: nil, code: .invalidRequest, message: "every frame is a JSON object"))
         }
         var ref: String? = nil
-        if let r = o["ref"], !(r is NSNull) {
-            guard let s = r as? String, s.utf8.count <= maxRefBytes else {
+        if let r = o["ref"], !r.isNull {
+            guard let s = r.string, s.utf8.count <= maxRefBytes else {
                 return .failure(FrameError(ref: nil, code: .invalidRequest, message: "ref must be a string of at most \(maxRefBytes) bytes"))
             }
             ref = s
@@ -80,18 +79,18 @@ public enum ClientFrames {
         var message: String
     }
 
-    static func request(_ o: [String: Any]) throws -> ClientRequest {
-        guard let type = o["type"] as? String else { throw Invalid(message: "type (string) is required") }
+    static func request(_ o: JSONValue) throws -> ClientRequest {
+        guard let type = o["type"]?.string else { throw Invalid(message: "type (string) is required") }
         switch type {
         case "hello":
-            guard let token = o["token"] as? String, !token.isEmpty else { throw Invalid(code: .unauthorized, message: "hello needs a token") }
+            guard let token = o["token"]?.string, !token.isEmpty else { throw Invalid(code: .unauthorized, message: "hello needs a token") }
             var resume: [ConversationID: UInt64] = [:]
             var unknown: [String] = []
-            if let r = o["resume"], !(r is NSNull) {
-                guard let map = r as? [String: Any] else { throw Invalid(message: "resume must be an object of conversation id → last seq") }
+            if let r = o["resume"], !r.isNull {
+                guard let map = r.members else { throw Invalid(message: "resume must be an object of conversation id → last seq") }
                 guard map.count <= 1000 else { throw Invalid(code: .tooLarge, message: "resume names over 1000 conversations") }
                 for (k, v) in map {
-                    guard let n = JSONValues.int(v), n >= 0 else { throw Invalid(message: "resume[\(k)] must be a non-negative integer") }
+                    guard let n = v.int, n >= 0 else { throw Invalid(message: "resume[\(k)] must be a non-negative integer") }
                     if let c = ConversationID(k) { resume[c] = UInt64(n) } else { unknown.append(k) }
                 }
             }
@@ -99,39 +98,39 @@ public enum ClientFrames {
         case "conversation.open":
             switch o["order"] {
             case nil: return .open(order: .last)
-            case is NSNull: return .open(order: .none)
-            case let s as String:
+            case .null?: return .open(order: .none)
+            case .string(let s)?:
                 guard !s.isEmpty, s.utf8.count <= 128 else { throw Invalid(message: "order must be \"last\", an order id or null") }
                 return .open(order: s == "last" ? .last : .id(s))
             default: throw Invalid(message: "order must be \"last\", an order id or null")
             }
         case "message.send":
             let c = try conversation(o)
-            guard let id = o["clientMsgId"] as? String else { throw Invalid(message: "clientMsgId (string) is required") }
-            guard let text = o["text"] as? String else { throw Invalid(message: "text (string) is required") }
+            guard let id = o["clientMsgId"]?.string else { throw Invalid(message: "clientMsgId (string) is required") }
+            guard let text = o["text"]?.string else { throw Invalid(message: "text (string) is required") }
             return .send(c, clientMsgId: id, text: text)
         case "typing":
             let c = try conversation(o)
-            guard let a = o["active"], JSONValues.isBool(a), let active = a as? Bool else { throw Invalid(message: "active (true or false) is required") }
+            guard let active = o["active"]?.bool else { throw Invalid(message: "active (true or false) is required") }
             return .typing(c, active: active)
         case "read":
             let c = try conversation(o)
-            guard let s = JSONValues.int(o["seq"]), s >= 0 else { throw Invalid(message: "seq (non-negative integer) is required") }
+            guard let s = o["seq"]?.int, s >= 0 else { throw Invalid(message: "seq (non-negative integer) is required") }
             return .read(c, seq: UInt64(s))
         case "history":
             let c = try conversation(o)
             var before: UInt64? = nil, limit: Int? = nil
-            if let b = o["before"], !(b is NSNull) {
-                guard let n = JSONValues.int(b), n >= 0 else { throw Invalid(message: "before must be a non-negative integer") }
+            if let b = o["before"], !b.isNull {
+                guard let n = b.int, n >= 0 else { throw Invalid(message: "before must be a non-negative integer") }
                 before = UInt64(n)
             }
-            if let l = o["limit"], !(l is NSNull) {
-                guard let n = JSONValues.int(l) else { throw Invalid(message: "limit must be an integer") }
+            if let l = o["limit"], !l.isNull {
+                guard let n = l.int else { throw Invalid(message: "limit must be an integer") }
                 limit = n
             }
             return .history(c, before: before, limit: limit)
         case "agent.status":
-            guard let s = o["status"] as? String, let st = AgentStatus(rawValue: s) else {
+            guard let s = o["status"]?.string, let st = AgentStatus(rawValue: s) else {
                 throw Invalid(message: "status must be available, away or offline")
             }
             return .agentStatus(st)
@@ -140,18 +139,18 @@ public enum ClientFrames {
         case "conversation.transfer":
             let c = try conversation(o)
             switch o["to"] {
-            case nil, is NSNull: return .transfer(c, to: nil)
-            case let s as String where !s.isEmpty: return .transfer(c, to: s)
+            case nil, .null?: return .transfer(c, to: nil)
+            case .string(let s)? where !s.isEmpty: return .transfer(c, to: s)
             default: throw Invalid(message: "to must be an agent id or null")
             }
         case "conversation.resolve":
             return .resolve(try conversation(o))
         case "csat":
             let c = try conversation(o)
-            guard let s = JSONValues.int(o["score"]) else { throw Invalid(message: "score (integer 1 to 5) is required") }
+            guard let s = o["score"]?.int else { throw Invalid(message: "score (integer 1 to 5) is required") }
             var comment: String? = nil
-            if let cm = o["comment"], !(cm is NSNull) {
-                guard let s = cm as? String else { throw Invalid(message: "comment must be a string") }
+            if let cm = o["comment"], !cm.isNull {
+                guard let s = cm.string else { throw Invalid(message: "comment must be a string") }
                 comment = s
             }
             return .csat(c, score: s, comment: comment)
@@ -160,8 +159,8 @@ public enum ClientFrames {
         }
     }
 
-    static func conversation(_ o: [String: Any]) throws -> ConversationID {
-        guard let s = o["conversation"] as? String else { throw Invalid(message: "conversation (string) is required") }
+    static func conversation(_ o: JSONValue) throws -> ConversationID {
+        guard let s = o["conversation"]?.string else { throw Invalid(message: "conversation (string) is required") }
         guard let c = ConversationID(s) else { throw Invalid(code: .notFound, message: "no such conversation") }
         return c
     }

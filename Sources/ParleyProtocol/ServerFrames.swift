@@ -1,6 +1,7 @@
 import Foundation
 import ParleyChat
 import ParleyLog
+import ParleyJSON
 
 /// Server → client frames of protocol v1 (Protocol/SPEC.md §3). Sequenced events are encoded once,
 /// when they are created: the same bytes are the log record's payload, every recipient's frame
@@ -43,16 +44,16 @@ public enum ServerFrames {
 
     /// Reads back an event this server wrote (recovery). Nil for anything else.
     public static func decodeEvent(_ payload: [UInt8]) -> SequencedEvent? {
-        guard let o = (try? JSONSerialization.jsonObject(with: Data(payload))) as? [String: Any],
-              let type = o["type"] as? String, let cs = o["conversation"] as? String, let c = ConversationID(cs),
-              let seq = JSONValues.int(o["seq"]), seq > 0, let ts = JSONValues.int(o["ts"]) else { return nil }
+        guard case .success(let o) = JSONParser.parse(payload),
+              let type = o["type"]?.string, let cs = o["conversation"]?.string, let c = ConversationID(cs),
+              let seq = o["seq"]?.int, seq > 0, let ts = o["ts"]?.int else { return nil }
         func person(_ k: String) -> Person? {
-            guard let p = o[k] as? [String: Any], let id = p["id"] as? String, let r = p["role"] as? String,
+            guard let p = o[k], let id = p["id"]?.string, let r = p["role"]?.string,
                   let role = ChatRole(rawValue: r) else { return nil }
-            return Person(id: id, role: role, name: p["name"] as? String ?? id)
+            return Person(id: id, role: role, name: p["name"]?.string ?? id)
         }
         func order() -> OrderSnapshot? {
-            guard let v = o["order"] as? [String: Any], let id = v["id"] as? String, let raw = rawLastValue(payload, key: ",\"order\":") else { return nil }
+            guard let v = o["order"], let id = v["id"]?.string, let raw = rawLastValue(payload, key: ",\"order\":") else { return nil }
             return OrderSnapshot(id: id, json: raw)
         }
         let event: ChatEvent
@@ -61,7 +62,7 @@ public enum ServerFrames {
             guard let c = person("customer") else { return nil }
             event = .created(customer: c, order: order())
         case "message":
-            guard let f = person("from"), let t = o["text"] as? String, let m = o["clientMsgId"] as? String else { return nil }
+            guard let f = person("from"), let t = o["text"]?.string, let m = o["clientMsgId"]?.string else { return nil }
             event = .message(from: f, text: t, clientMsgId: m)
         case "order.attached":
             guard let ord = order() else { return nil }
@@ -76,8 +77,8 @@ public enum ServerFrames {
             guard let b = person("by") else { return nil }
             event = .resolved(by: b)
         case "csat":
-            guard let f = person("from"), let s = JSONValues.int(o["score"]) else { return nil }
-            event = .csat(from: f, score: s, comment: o["comment"] as? String)
+            guard let f = person("from"), let s = o["score"]?.int else { return nil }
+            event = .csat(from: f, score: s, comment: o["comment"]?.string)
         default:
             return nil
         }

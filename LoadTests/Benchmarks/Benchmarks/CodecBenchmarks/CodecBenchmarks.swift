@@ -1,5 +1,8 @@
 import Benchmark
+import Foundation
 import ParleyHTTP
+import ParleyJSON
+import ParleyProtocol
 import ParleyWebSocket
 
 // Target: 0 mallocs to parse and unmask a frame that is complete in the read buffer.
@@ -53,6 +56,22 @@ let benchmarks: @Sendable () -> Void = {
         for _ in benchmark.scaledIterations {
             blackHole(text.withUnsafeBytes { UTF8Validator.isValid($0) })
         }
+    }
+
+    // A client's message.send and the stored event it becomes: what every node parses per message.
+    let send = Array(#"{"type":"message.send","ref":"r-12","conversation":"0b6e3f9a-4a0c-4c8e-9f41-1a2b3c4d5e6f","clientMsgId":"c1-000042","text":"Hi, my order 1042 arrived damaged: the box was crushed."}"#.utf8)
+    let stored = Array(#"{"type":"message","conversation":"0b6e3f9a-4a0c-4c8e-9f41-1a2b3c4d5e6f","seq":17,"ts":1764670000123,"from":{"id":"cust-42","role":"customer","name":"Ada Lovelace"},"text":"Hi, my order 1042 arrived damaged: the box was crushed.","clientMsgId":"c1-000042"}"#.utf8)
+    Benchmark("ClientFrames.parse: message.send") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(ClientFrames.parse(send)) }
+    }
+    Benchmark("JSONParser.parse: the same message.send") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(JSONParser.parse(send)) }
+    }
+    Benchmark("JSONSerialization (baseline): the same message.send") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try? JSONSerialization.jsonObject(with: Data(send))) }
+    }
+    Benchmark("ServerFrames.decodeEvent: a stored message event") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(ServerFrames.decodeEvent(stored)) }
     }
 
     Benchmark("HTTPRequestParser: WebSocket upgrade request") { benchmark in
