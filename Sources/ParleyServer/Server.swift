@@ -134,7 +134,7 @@ public final class Server {
                     loop.queue.async { self.metrics.absorb(&loop.counters); flushed.leave() }
                 }
                 flushed.notify(queue: .global()) {
-                    reply(self.metrics.scrape(openConnections: self.budget?.openConnections ?? 0, durableOffset: self.log.durableOffset, chat: chat))
+                    reply(self.metrics.scrape(openConnections: self.budget?.openConnections ?? 0, durableOffset: self.log.durableOffset, chat: chat, cluster: self.log as? ClusterLog))
                 }
             }
         }

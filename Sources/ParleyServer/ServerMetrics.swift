@@ -3,6 +3,7 @@ import CoreMetrics
 import Metrics
 import ParleyHTTP
 import ParleyLog
+import ParleyNATS
 import ParleyTransport
 import Prometheus
 
@@ -32,6 +33,13 @@ final class ServerMetrics: @unchecked Sendable {
     private let agentsAvailable: CoreMetrics.Gauge
     private let connectionsOpen: CoreMetrics.Gauge
     private let logDurableOffset: CoreMetrics.Gauge
+    private let clusterRole: [(ReplicaCore.Role, CoreMetrics.Gauge)]
+    private let clusterApplied: CoreMetrics.Gauge
+    private let clusterPublished: CoreMetrics.Counter
+    private let clusterRecordsPublished: CoreMetrics.Counter
+    private let clusterAppendsFailed: CoreMetrics.Counter
+    private var clusterLast = ClusterLog.Stats()
+    private let clusterLock = NSLock()
     private let factory: PrometheusMetricsFactory
 
     init() {
@@ -73,6 +81,29 @@ final class ServerMetrics: @unchecked Sendable {
         queueLength = CoreMetrics.Gauge(label: "parley_chat_queue_length", factory: f)
         agentsAvailable = CoreMetrics.Gauge(label: "parley_chat_agents_available", factory: f)
         logDurableOffset = CoreMetrics.Gauge(label: "parley_log_durable_offset", factory: f)
+        clusterRole = [ReplicaCore.Role.follower, .catchingUp, .writer, .suspended].map {
+            ($0, CoreMetrics.Gauge(label: "parley_cluster_role", dimensions: [("role", $0.rawValue)], factory: f))
+        }
+        clusterApplied = CoreMetrics.Gauge(label: "parley_cluster_applied_sequence", factory: f)
+        clusterPublished = CoreMetrics.Counter(label: "parley_cluster_stream_messages_published_total", factory: f)
+        clusterRecordsPublished = CoreMetrics.Counter(label: "parley_cluster_records_published_total", factory: f)
+        clusterAppendsFailed = CoreMetrics.Counter(label: "parley_cluster_appends_failed_total", factory: f)
+    }
+
+    /// Cluster mode: this node's role (1 for the one it has), the stream sequence its copy holds,
+    /// and what it published (records per stream message show the group commit).
+    private func recordCluster(_ c: ClusterLog) {
+        let role = c.role
+        for (r, g) in clusterRole { g.record(r == role ? 1 : 0) }
+        clusterApplied.record(Int64(c.appliedSequence))
+        let now = c.stats
+        clusterLock.lock()
+        let last = clusterLast
+        clusterLast = now
+        clusterLock.unlock()
+        clusterPublished.increment(by: Int64(now.published - last.published))
+        clusterRecordsPublished.increment(by: Int64(now.recordsPublished - last.recordsPublished))
+        clusterAppendsFailed.increment(by: Int64(now.appendsFailed - last.appendsFailed))
     }
 
     /// Adds a loop's counters (called on that loop's tick).
@@ -95,7 +126,8 @@ final class ServerMetrics: @unchecked Sendable {
     }
 
     /// `GET /metrics`: Prometheus text format.
-    func scrape(openConnections: Int, durableOffset: UInt64, chat: ChatService) -> HTTPResponse {
+    func scrape(openConnections: Int, durableOffset: UInt64, chat: ChatService, cluster: ClusterLog?) -> HTTPResponse {
+        if let cluster { recordCluster(cluster) }
         sessionsOpen.record(chat.sessions.load(ordering: .relaxed))
         queueLength.record(chat.queueLength.load(ordering: .relaxed))
         agentsAvailable.record(chat.agentsAvailable.load(ordering: .relaxed))

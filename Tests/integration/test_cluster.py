@@ -2,7 +2,7 @@
 loopback), one replicated stream. Customers and agents on different nodes chat as on one."""
 import asyncio, json, os, signal, urllib.request
 import pytest
-from conftest import ServerProcess, wait_for
+from conftest import ServerProcess, metric, wait_for
 from chatclient import Client, run, eventually
 from natscluster import NATSCluster
 
@@ -97,3 +97,21 @@ def test_a_customer_on_one_node_chats_with_an_agent_on_another(cluster):
         for n in (n1, n2, n3):
             print(f"--- {n.args[n.args.index('--node') + 1]} ---\n" + "".join(l for l in n.log[-400:] if "agent-x" in l or "role" in l or "warning" in l)[-6000:])
         raise
+
+
+def test_each_node_reports_its_role_and_how_far_it_has_applied(cluster):
+    """/metrics in cluster mode: one writer, the others followers; what the writer published
+    (group commit: records per stream message); every node's copy reaches the writer's."""
+    nats, nodes = cluster
+    # The chat test before this one made the writer publish.
+    roles = [{r: metric(n, f'parley_cluster_role{{role="{r}"}}') for r in ("writer", "follower", "catchingUp", "suspended")} for n in nodes]
+    assert all(sum(r.values()) == 1 for r in roles), roles
+    writers = [n for n, r in zip(nodes, roles) if r["writer"] == 1]
+    assert len(writers) == 1 and sum(r["follower"] for r in roles) == 2, roles
+    w = writers[0]
+    messages, records = metric(w, "parley_cluster_stream_messages_published_total"), metric(w, "parley_cluster_records_published_total")
+    assert records >= messages > 0
+    end = metric(w, "parley_cluster_applied_sequence")
+    assert end >= messages
+    for n in nodes:
+        wait_for(lambda: metric(n, "parley_cluster_applied_sequence") >= end, what="a follower applying the stream")

@@ -79,7 +79,20 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         let lock = NSLock()
         var role = ReplicaCore.Role.follower
         var applied: UInt64 = 0
+        var stats = Stats()
     }
+
+    /// What this node did, since it started (for `/metrics`).
+    public struct Stats: Sendable, Equatable {
+        /// Stream messages this node published (group commit: each holds `recordsPublished / published` records on average).
+        public var published: UInt64 = 0
+        public var recordsPublished: UInt64 = 0
+        /// Appends answered `unavailable` (not the writer, or the stream did not confirm).
+        public var appendsFailed: UInt64 = 0
+        public init() {}
+    }
+
+    public var stats: Stats { roleBox.lock.lock(); defer { roleBox.lock.unlock() }; return roleBox.stats }
 
     public var role: ReplicaCore.Role { roleBox.lock.lock(); defer { roleBox.lock.unlock() }; return roleBox.role }
     /// The highest stream sequence this node has applied.
@@ -365,6 +378,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         for o in outputs {
             switch o {
             case .publish(let a):
+                roleBox.lock.lock(); roleBox.stats.published += 1; roleBox.stats.recordsPublished += UInt64(a.records.count); roleBox.lock.unlock()
                 js.publish(config.subject, payload: Self.payload(of: a.records), msgId: a.msgId, expectedLastSeq: a.position - 1,
                            headers: [("Parley-After", String(a.after))], timeoutMs: config.appendTimeoutMs) { [weak self] result in
                     guard let self else { return }
@@ -378,6 +392,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
             case .store(let records, let seq, let origin):
                 store(records, streamSeq: seq, origin)
             case .failed(let token):
+                roleBox.lock.lock(); roleBox.stats.appendsFailed += 1; roleBox.lock.unlock()
                 completions.removeValue(forKey: token)?(.failure(.unavailable("this node could not append (not the writer, or the stream did not confirm)")))
             case .queryEnd:
                 js.streamInfo(config.stream) { [weak self] r in
