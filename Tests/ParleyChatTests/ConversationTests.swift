@@ -1,5 +1,5 @@
 import Foundation
-import ParleyChat
+@testable import ParleyChat
 import ParleyLog
 import ParleyProtocol
 import XCTest
@@ -356,6 +356,29 @@ final class ConversationTests: XCTestCase {
         let got = h.take(1)
         XCTAssertEqual(Array(got.prefix(3)), [.history([9, 10, 11]), .history([1, 2, 3, 4]), .history(Array(1...11))])
         XCTAssertEqual(H.errors(got), [.invalidRequest])
+    }
+
+    /// Cluster mode, on a node that no longer writes: the writer took the conversation from an
+    /// agent whose session here has closed but who is still within the presence grace here. The
+    /// customer here still gets that agent's `offline` when the grace ends, although the
+    /// conversation is no longer the agent's (on one node the offline comes first, then the transfer).
+    func testACustomerHearsTheAgentGoEvenWhenTheWriterMovedTheConversationFirst() throws {
+        let h = H(graceMs: 5_000)
+        h.connect(10, ann); h.available(10, ann)
+        h.connect(1, cust)
+        let c = try XCTUnwrap(h.open(1, cust)); h.flush(); _ = h.take(1)
+        XCTAssertEqual(h.board.router.agent(of: c), "ann")
+        h.sb(.decides(false))
+        h.sb(.sessionClosed(10))
+        // The writer's transfer back to the queue arrives before this node's grace is over.
+        h.sb(.replicated(RestoredConversation(id: c, customer: cust, agent: nil, resolved: false, createdMs: h.now)))
+        XCTAssertNil(h.board.router.agent(of: c))
+        h.tick(by: 4_000)
+        XCTAssertFalse(h.take(1).contains(.presence("ann", .offline)), "not before the grace ends")
+        h.tick(by: 1_500)
+        XCTAssertTrue(h.take(1).contains(.presence("ann", .offline)))
+        h.tick(by: 10_000)
+        XCTAssertFalse(h.take(1).contains(.presence("ann", .offline)), "once")
     }
 
     func testPresenceWithGraceAndAgentGoneRequeues() throws {
