@@ -125,6 +125,15 @@ final class ReplicaCoreTests: XCTestCase {
         XCTAssertEqual(next.map(\.after), [UInt64(n)])
     }
 
+    func testWhatWaitsForASlotIsBounded() {
+        var core = writer()
+        _ = each(&core, (1...ReplicaCore.Batching.maxInflight).map { (UInt64($0), message(UInt64($0))) })
+        let first = UInt64(ReplicaCore.Batching.maxInflight + 1)
+        for t in first..<(first + UInt64(ReplicaCore.Batching.maxPending)) { XCTAssertEqual(core.append(token: t, message(t)), []) }
+        XCTAssertEqual(core.append(token: 99_999, message(1)), [.failed(token: 99_999)], "refused at once, not queued")
+        XCTAssertEqual(core.pending.count, ReplicaCore.Batching.maxPending)
+    }
+
     func testAMessageHoldsAtMostItsLimitOfRecords() {
         var core = writer()
         let max = ReplicaCore.Batching.maxRecords

@@ -48,6 +48,9 @@ public struct ReplicaCore {
         /// Encoded bytes in one stream message, at most (NATS refuses payloads over its
         /// `max_payload`, 1 MiB by default); a single larger record still goes, alone.
         public static let maxBytes = 512 * 1024
+        /// Appends waiting for a slot, at most: beyond it the stream is not keeping up, and the
+        /// requester hears `unavailable` at once rather than the queue growing.
+        public static let maxPending = 8192
     }
 
     /// One stream message of this node's: its records, one append token each.
@@ -162,7 +165,7 @@ public struct ReplicaCore {
 
     /// Queues a record for the next `flush` (the shell calls it once the current batch of work is in).
     public mutating func append(token: UInt64, _ record: Record) -> [Output] {
-        guard role == .writer else { return [.failed(token: token)] }
+        guard role == .writer, pending.count < Batching.maxPending else { return [.failed(token: token)] }
         pending.append((token, record))
         return []
     }
