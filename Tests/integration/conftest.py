@@ -126,6 +126,17 @@ def metric(server, name):
     return 0.0
 
 
+def wait_for_phase(proc, phase):
+    """Reads a running parley-load's stderr until it announces `phase` (off a terminal it writes
+    `phase: NAME` as each starts); returns the lines read, for the failure report."""
+    early = []
+    for line in proc.stderr:
+        early.append(line)
+        if line.startswith(f"phase: {phase}"):
+            return early
+    raise AssertionError(f"parley-load never reached its {phase} phase: " + "".join(early))
+
+
 def jsonl(name):
     return [json.loads(l) for l in (VECTORS / name).read_text().splitlines() if l.strip()]
 

@@ -3,10 +3,10 @@ recorded, requests retried with the same clientMsgId, clients of a dead node rec
 another and resuming) while a machine dies. The history checker then reads the stream back and
 checks nothing acknowledged was lost, duplicated or reordered, and every session got its events
 exactly once, in order, without a gap."""
-import asyncio, json, random, re, signal, time
+import asyncio, json, os, random, re, signal, subprocess, time
 import pytest
 import websockets
-from conftest import ServerProcess, wait_for
+from conftest import ROOT, ServerProcess, wait_for, wait_for_phase
 from chatclient import Client
 from natscluster import NATSCluster
 from history import read_stream, check, uuid_hex
@@ -233,8 +233,6 @@ def test_parley_load_rides_out_a_writer_failover(tmp_path):
     clientMsgId, the writer's clients reconnect to another node and resume, and the tool finds
     every delivery in order, none lost or doubled. (Its verdict still counts the closed
     connections as errors: that is what a load test should report.)"""
-    import json, os, subprocess
-    from conftest import ROOT, metric
     nats = NATSCluster(3)
     nodes = [node(nats, f"n{i + 1}") for i in range(3)]
     try:
@@ -248,13 +246,7 @@ def test_parley_load_rides_out_a_writer_failover(tmp_path):
         p = subprocess.Popen([load, "chat", "--url", urls[0], "--urls", ",".join(urls[1:]), "--secrets", str(secrets), "--orders",
                               "--customers", "24", "--agents", "3", "--rate", "4", "--warmup", "0.5", "--duration", "6",
                               "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        early = []
-        for line in p.stderr:
-            early.append(line)
-            if line.startswith("phase: measure"):
-                break
-        else:
-            raise AssertionError("the tool never started measuring: " + "".join(early))
+        early = wait_for_phase(p, "measure")
         writer = next(n for n in nodes if role(n) == "writer")
         writer.stop(signal.SIGKILL)
         stdout, stderr = p.communicate(timeout=180)

@@ -1,7 +1,7 @@
 """The load tool against the real server: short echo, chat and reconnect runs, verified end to end."""
 import json, os, signal, subprocess, time
 from pathlib import Path
-from conftest import ROOT, ServerProcess, metric, wait_for
+from conftest import ROOT, ServerProcess, metric, wait_for, wait_for_phase
 
 LOAD = os.environ.get("PARLEY_LOAD_BIN", str(ROOT / ".build" / "debug" / "parley-load"))
 
@@ -116,13 +116,7 @@ def test_ctrl_c_prints_the_summary_so_far(echo_server, tmp_path):
     # Interrupted in the measured phase, once echoes flow in it: the tool announces the phase on
     # stderr, and it sends each connection's next message only after the echo of its last, so 100
     # echoes sent by the server after the announcement means the tool has counted most of them.
-    early = []
-    for line in p.stderr:
-        early.append(line)
-        if line.startswith("phase: measure"):
-            break
-    else:
-        raise AssertionError("the tool never started measuring: " + "".join(early))
+    early = wait_for_phase(p, "measure")
     sent0 = metric(echo_server, "parley_ws_messages_sent_total")
     wait_for(lambda: metric(echo_server, "parley_ws_messages_sent_total") >= sent0 + 100, timeout=60, what="100 echoes")
     p.send_signal(signal.SIGINT)
