@@ -42,6 +42,8 @@ let package = Package(
         .target(name: "ParleyJSON"),
         // The NATS client protocol (issue 13's cluster mode rides on it): pure parser and encoders.
         .target(name: "ParleyNATS", dependencies: ["ParleyTransport", "ParleyLog", .product(name: "Logging", package: "swift-log")]),
+        // The browser side: the JavaScript SDK, the agent console, the customer widget, the demo shop.
+        .target(name: "ParleyWeb", dependencies: ["ParleyHTTP", "CZlib"], resources: [.copy("Resources")]),
         .target(name: "ParleyProtocol", dependencies: ["ParleyChat", "ParleyLog", "ParleyJSON"]),
         .target(
             name: "ParleyWebSocket",
@@ -50,7 +52,7 @@ let package = Package(
         .target(
             name: "ParleyServer",
             dependencies: [
-                "ParleyTransport", "ParleyHTTP", "ParleyWebSocket", "ParleyLog", "ParleyChat", "ParleyProtocol", "ParleyNATS",
+                "ParleyTransport", "ParleyHTTP", "ParleyWebSocket", "ParleyLog", "ParleyChat", "ParleyProtocol", "ParleyNATS", "ParleyWeb",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

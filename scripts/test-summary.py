@@ -7,6 +7,7 @@ readiness mode than its own.
   XCTest           the `swift test` console log ("Test Case '…' passed|failed|skipped")
   Swift Testing    the xUnit file `swift test --xunit-output` writes for it
   integration      pytest's JUnit XML per readiness pass, and the modes its servers said they ran in
+  sdk              the JUnit XML of `node --test` over Tests/sdk (the JavaScript SDK)
   fuzz             one line per harness from scripts/fuzz.sh: executed units and its own check
 """
 import json, re, sys
@@ -96,6 +97,16 @@ def integration(mode):
     row(name, p, len(failed), len(skipped), note, rc=f"pytest-{mode}.rc")
 
 
+def junit_suite(name, file, rc):
+    f = OUT / file
+    if not f.exists():
+        problems.append(f"{name}: no result file (it did not run)"); row(name, 0, 0, 0, "DID NOT RUN"); return
+    p, failed, skipped = junit(f)
+    if p == 0:
+        problems.append(f"{name}: no test passed")
+    row(name, p, len(failed), len(skipped), ", ".join((failed + skipped)[:5]), rc=rc)
+
+
 def fuzz():
     f = OUT / "fuzz.txt"
     if not f.exists():
@@ -113,6 +124,7 @@ xctest()
 swift_testing()
 for m in MODES:
     integration(m)
+junit_suite("sdk (node --test)", "sdk-junit.xml", "sdk.rc")
 fuzz()
 
 width = max(len(r[0]) for r in rows)

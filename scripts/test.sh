@@ -2,7 +2,9 @@
 # Runs every test: installs what is missing, builds, then
 #   1. swift test (XCTest and Swift Testing; unit tests, table-driven from Protocol/vectors),
 #   2. the Python integration suite against the real binary, once per readiness mode,
-#   3. the libFuzzer harnesses for a bounded time (FUZZ_SECONDS, default 20 each),
+#   3. the JavaScript SDK's tests under Node's built-in runner, against the real binary,
+#   4. the browser tests (headless Chromium driving the console and the widget), once,
+#   5. the libFuzzer harnesses for a bounded time (FUZZ_SECONDS, default 20 each),
 # and prints passed / failed / skipped per suite (scripts/test-summary.py). It fails when any
 # test fails and when a suite that should have run did not.
 set -euo pipefail
@@ -34,6 +36,13 @@ for mode in epoll sources; do
   echo "${PIPESTATUS[0]}" > "$results/pytest-$mode.rc"
   set -e
 done
+
+echo "== sdk tests (node --test)"
+set +e
+node --experimental-websocket --test --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=junit --test-reporter-destination="$results/sdk-junit.xml" Tests/sdk/ 2>&1 | tee "$results/sdk.log"
+echo "${PIPESTATUS[0]}" > "$results/sdk.rc"
+set -e
 
 echo "== fuzz"
 set +e

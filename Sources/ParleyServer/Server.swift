@@ -6,6 +6,7 @@ import ParleyWebSocket
 import ParleyLog
 import ParleyChat
 import ParleyNATS
+import ParleyWeb
 import Foundation
 
 /// Composition root: listener, loops, HTTP routes, WebSocket endpoints, lifecycle.
@@ -33,6 +34,8 @@ public final class Server {
     let orders: OrderStore
     let chat: ChatService
     let metrics = ServerMetrics()
+    /// The SDK, console, widget and demo files, read once at start.
+    let web: WebAssets
     private var budget: ConnectionBudget?
 
     /// Resolves the secrets (generating them on first start) before anything listens.
@@ -51,6 +54,7 @@ public final class Server {
             fflush(stdout)
         }
         self.tokens = try TokenService(secret: secrets.jwtSecret)
+        do { self.web = try WebAssets.load() } catch { throw ServerError.web("\(error)") }
         if config.tlsEnabled {
             var cert = config.tlsCertificate ?? "", key = config.tlsKey ?? ""
             if config.tlsSelfSigned, config.tlsCertificate == nil {
@@ -162,6 +166,7 @@ public final class Server {
             guard TokenRoutes.authorized(req, apiKey: apiKey) else { return .respond(TokenRoutes.unauthorized) }
             return ConversationRoutes.get(id: p["id"] ?? "", chat: chat)
         }
+        WebRoutes.install(into: &router, assets: web, config: config, tokens: tokens, orders: orders)
         if config.echo {
             let echo = EchoDelegate()
             router.add("GET", "/v1/echo") { req, _, c in
@@ -274,9 +279,11 @@ public final class Server {
 
 public enum ServerError: Error, CustomStringConvertible {
     case cluster(String)
+    case web(String)
     public var description: String {
         switch self {
         case .cluster(let why): return "cluster: \(why)"
+        case .web(let why): return why
         }
     }
 }

@@ -61,6 +61,13 @@ public struct ServerConfig: Sendable {
     /// Cluster mode: the replicated log on NATS JetStream instead of the embedded one.
     public var cluster: ClusterSettings? = nil
 
+    /// Development: serve the demo shop (`/demo`, customer tokens for demo users from
+    /// `POST /demo/token`) and print console sign-in links for two demo agents at start.
+    public var demo = false
+    /// Production sign-in for the agent console: a URL (on the deployment's side) that answers
+    /// `{"token"}` for the logged-in agent; nil: agents paste a token.
+    public var consoleTokenURL: String? = nil
+
     public var tlsEnabled: Bool { tlsSelfSigned || (tlsCertificate != nil && tlsKey != nil) }
 
     public init() {}

@@ -95,6 +95,10 @@ struct Serve: ParsableCommand {
     var streamReplicas: Int?
     @Flag(help: "Cluster mode, development only: accept a stream with fewer than 3 replicas (env PARLEY_ALLOW_UNREPLICATED=1).")
     var allowUnreplicated = false
+    @Flag(help: "Development: serve the demo shop at /demo (customer tokens for demo users) and print agent-console sign-in links at start (env PARLEY_DEMO=1).")
+    var demo = false
+    @Option(help: "Agent console sign-in: a URL of the deployment that answers {\"token\"} for the logged-in agent (env PARLEY_CONSOLE_TOKEN_URL). Default: agents paste a token.")
+    var consoleTokenUrl: String?
     @Option(help: "Cluster mode: seconds the writer's lease lasts without renewal; a dead writer is replaced after about this long (env PARLEY_LEASE_TTL). Default 2.")
     var leaseTtl: Double?
 
@@ -157,6 +161,8 @@ struct Serve: ParsableCommand {
         } else if node != nil {
             throw ValidationError("--node is for cluster mode (--cluster)")
         }
+        config.demo = try resolve(demo ? true : nil, "PARLEY_DEMO", false, parseBool)
+        config.consoleTokenURL = try resolve(consoleTokenUrl.map { Optional($0) }, "PARLEY_CONSOLE_TOKEN_URL", nil) { $0 }
         guard (0...65535).contains(config.port) else { throw ValidationError("port must be 0...65535") }
         guard config.loops >= 0, config.loops <= 1024 else { throw ValidationError("loops must be 0...1024") }
         guard config.maxMessageBytes >= 125, config.maxMessageBytes <= 1 << 30 else { throw ValidationError("max-message-bytes must be 125...1073741824") }
@@ -179,6 +185,10 @@ struct Serve: ParsableCommand {
         do {
             server = try Server(config: config, logger: logger)
             try server.start()
+            if config.demo {
+                for line in try server.demoLinks() { print(line) }
+                fflush(stdout)
+            }
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)

@@ -26,7 +26,7 @@ public struct HTTPResponse: Sendable {
             if n.lowercased() == "content-length" { hasLength = true }
             s += "\(n): \(v)\r\n"
         }
-        if !hasLength, status != 101, status != 204, !(100..<200).contains(status) { s += "Content-Length: \(body.count)\r\n" }
+        if !hasLength, status != 101, status != 204, status != 304, !(100..<200).contains(status) { s += "Content-Length: \(body.count)\r\n" }
         if !keepAlive, status != 101 { s += "Connection: close\r\n" }
         s += "\r\n"
         var out = Array(s.utf8)
@@ -40,6 +40,8 @@ public struct HTTPResponse: Sendable {
         case 200: return "OK"
         case 201: return "Created"
         case 204: return "No Content"
+        case 302: return "Found"
+        case 304: return "Not Modified"
         case 400: return "Bad Request"
         case 401: return "Unauthorized"
         case 403: return "Forbidden"

@@ -88,17 +88,16 @@ final class OrderStore: @unchecked Sendable {
         if body.count > OrderValidation.maxOrderBytes {
             return .respond(.error(413, code: "too_large", message: "order larger than \(OrderValidation.maxOrderBytes) bytes"))
         }
-        let (json, placedAtMs): ([UInt8], Int64)
+        let rec: OrderRecord
         switch OrderValidation.validate(body: body, orderId: orderId) {
         case .failure(let why): return .respond(.error(400, code: "invalid_request", message: why.message))
-        case .success(let v): (json, placedAtMs) = v
+        case .success(let v): rec = OrderRecord(userId: userId, orderId: orderId, placedAtMs: v.placedAtMs, json: v.json)
         }
-        let rec = OrderRecord(userId: userId, orderId: orderId, placedAtMs: placedAtMs, json: json)
         return .deferred { [self] reply in
-            let answer: (Result<Bool, LogError>) -> Void = { result in
+            save(rec) { result in
                 switch result {
                 case .success(let existed):
-                    reply(HTTPResponse(status: existed ? 200 : 201, headers: [("Content-Type", "application/json")], body: json))
+                    reply(HTTPResponse(status: existed ? 200 : 201, headers: [("Content-Type", "application/json")], body: rec.json))
                 case .failure(.noSpace):
                     reply(.error(503, code: "unavailable", message: "storage full: the order was not saved"))
                 case .failure(.unavailable(let why)):
@@ -107,8 +106,12 @@ final class OrderStore: @unchecked Sendable {
                     reply(.error(500, code: "internal", message: "the order was not saved: \(e)"))
                 }
             }
-            if let forward { forward(rec, answer) } else { store(rec, answer) }
         }
+    }
+
+    /// Stores a validated order here, or in cluster mode through the writer; `done` once durable.
+    func save(_ rec: OrderRecord, _ done: @escaping (Result<Bool, LogError>) -> Void) {
+        if let forward { forward(rec, done) } else { store(rec, done) }
     }
 
     /// Cluster mode, on a node that does not write: hands the order to the writer and answers
