@@ -27,8 +27,8 @@ set -e
 
 for mode in epoll sources; do
   echo "== integration tests (readiness: $mode)"
-  # The log tests do not depend on the readiness mode: run them once.
-  extra=(); [ "$mode" = sources ] && extra=(--ignore=Tests/integration/test_log.py)
+  # The log and browser tests do not depend on the readiness mode: run them once.
+  extra=(); [ "$mode" = sources ] && extra=(--ignore=Tests/integration/test_log.py --ignore=Tests/integration/test_browser.py)
   set +e
   PARLEY_READINESS=$mode PARLEY_TEST_MODES_FILE="$results/pytest-$mode-modes.json" \
     .venv/bin/pytest -q -rs -p no:cacheprovider --junitxml="$results/pytest-$mode.xml" Tests/integration "${extra[@]}" 2>&1 \
