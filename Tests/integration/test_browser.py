@@ -272,3 +272,34 @@ def test_the_console_with_fifty_conversations_and_a_long_thread(fresh_server, br
     for c, _ in cs:
         loop.run_until_complete(c.close())
     loop.close()
+
+
+def test_two_tabs_of_one_agent_stay_consistent(fresh_server, browsers):
+    server = fresh_server("--demo")
+    d = browsers()
+    first = Console(d, server, "ann", "Ann")
+    tab_a = d.current_window_handle
+    d.switch_to.new_window("tab")
+    second = Console(d, server, "ann", "Ann")  # same profile: same localStorage, its own session
+    tab_b = d.current_window_handle
+    shop = Widget(browsers(), server)
+    shop.open()
+    until(shop.d, lambda _: "Ann is helping you" in shop.text(".who"), "assigned to Ann")
+    shop.say("Two tabs?")
+
+    # Both tabs list it and show the thread; a reply from one appears in the other.
+    second.select_first()
+    until(d, lambda _: has_text(second.thread(), "Two tabs?"), "the message in tab B")
+    d.switch_to.window(tab_a)
+    first.select_first()
+    until(d, lambda _: has_text(first.thread(), "Two tabs?"), "the message in tab A")
+    first.say("From tab A")
+    d.switch_to.window(tab_b)
+    until(d, lambda _: has_text(second.thread(), "From tab A"), "tab A's reply in tab B")
+    until(shop.d, lambda _: has_text(shop.messages(), "From tab A"), "the reply in the widget")
+
+    # Status: away in one tab is away in the other.
+    from selenium.webdriver.support.ui import Select
+    Select(d.find_element(By.ID, "status")).select_by_value("away")
+    d.switch_to.window(tab_a)
+    until(d, lambda _: d.find_element(By.ID, "status").get_attribute("value") == "away", "tab A follows to away")
