@@ -86,6 +86,7 @@ let package = Package(
         .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
         .testTarget(name: "ParleyJSONTests", dependencies: ["ParleyJSON"]),
+        .testTarget(name: "ParleyWebTests", dependencies: ["ParleyWeb", "ParleyHTTP"]),
         .testTarget(name: "ParleyTransportTests", dependencies: ["ParleyTransport"]),
         .testTarget(name: "ParleyNATSTests", dependencies: ["ParleyNATS", "ParleyTransport", "ParleyLog"]),
         .testTarget(name: "ParleyServerTests", dependencies: ["ParleyServer"]),
