@@ -401,6 +401,11 @@ public struct Switchboard<S: Hashable> {
         guard decides else { return }
         let person = people[agent] ?? Person(id: agent, role: .agent, name: agent)
         out.append(.partition(c, .assign(c, agent: person, sessions: welcomed(agent), waiter: waiter)))
+        // Presence tells changes; on assignment each side learns where the other stands now.
+        guard let customer = open[c]?.customer else { return }
+        out.append(.presence(customer, presence.isOnline(customer.id) ? .online : .offline, to: welcomed(agent)))
+        let status = presence.isOnline(agent) ? PresenceStatus(rawValue: (router.agents[agent]?.status ?? .away).rawValue) ?? .away : .offline
+        out.append(.presence(person, status, to: welcomed(customer.id)))
     }
 
     private mutating func assigned(_ moves: [(ConversationID, String)], _ out: inout [SwitchboardOutput<S>]) {

@@ -218,6 +218,18 @@ def test_typing_read_markers_and_presence(server):
     run(go())
 
 
+def test_on_assignment_each_side_learns_the_others_presence(server):
+    async def go():
+        c, conv = await customer_with_conversation(server, "cara")  # queued: nobody to tell yet
+        a = await agent(server, "abe")                            # available: the conversation is routed to them
+        p = await a.wait(lambda m: m["type"] == "presence" and m["user"]["id"] == "cara")
+        assert p["status"] == "online"
+        q = await c.wait(lambda m: m["type"] == "presence" and m["user"]["id"] == "abe")
+        assert q["status"] == "available"
+        await c.close(); await a.close()
+    run(go())
+
+
 def test_history(server):
     async def go():
         c, conv = await customer_with_conversation(server, "cleo")
