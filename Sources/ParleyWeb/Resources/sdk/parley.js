@@ -391,13 +391,20 @@ export class ParleyClient {
     if (this._persisted.outbox.length) this._emit('outbox', this.outbox);
   }
 
+  /**
+   * Positions are written at most every 100 ms (a replay of thousands of events is one write, not
+   * thousands); the outbox is written at once (`_saveNow`), and everything on `pagehide`. A
+   * position that lags only means a resume from a little earlier: the extra events are dropped
+   * by seq here or, after a reload, merged by seq with the history the app loads.
+   */
   _save() {
     if (this._saveScheduled) return;
     this._saveScheduled = true;
-    queueMicrotask(() => this._saveNow());
+    this._saveTimer = setTimeout(() => this._saveNow(), 100);
   }
 
   _saveNow() {
+    clearTimeout(this._saveTimer);
     this._saveScheduled = false;
     if (!this._storeKey) return undefined;
     this._mergeOtherTabs();
