@@ -303,3 +303,55 @@ def test_two_tabs_of_one_agent_stay_consistent(fresh_server, browsers):
     Select(d.find_element(By.ID, "status")).select_by_value("away")
     d.switch_to.window(tab_a)
     until(d, lambda _: d.find_element(By.ID, "status").get_attribute("value") == "away", "tab A follows to away")
+
+
+def test_console_signs_in_through_the_deployments_token_url(fresh_server, browsers):
+    """Production sign-in: the console fetches an agent token from a URL of the deployment (here a
+    tiny sign-in service on another port, answering with CORS for the console's origin)."""
+    import http.server, threading
+    served = []
+
+    class SignIn(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            served.append(self.path)
+            body = json.dumps({"token": token(secret, "dora", "agent", "Dora")}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Access-Control-Allow-Origin", self.headers.get("Origin", "*"))
+            self.send_header("Access-Control-Allow-Credentials", "true")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    sso = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SignIn)
+    threading.Thread(target=sso.serve_forever, daemon=True).start()
+    try:
+        server = fresh_server("--console-token-url", f"http://127.0.0.1:{sso.server_port}/parley/token")
+        secret = server.secrets["jwtSecret"]
+        d = browsers()
+        d.get(f"http://127.0.0.1:{server.port}/console")
+        until(d, lambda _: d.find_element(By.ID, "conn").text == "Online" and d.find_element(By.ID, "me-name").text == "Dora",
+              "signed in as Dora by the token URL")
+        assert served == ["/parley/token"]
+        assert not d.find_element(By.ID, "signin").is_displayed()
+    finally:
+        sso.shutdown()
+
+
+def test_console_sign_in_form_refuses_a_bad_token_and_takes_a_good_one(fresh_server, browsers):
+    server = fresh_server()
+    d = browsers()
+    d.get(f"http://127.0.0.1:{server.port}/console")
+    until(d, lambda _: d.find_element(By.ID, "signin").is_displayed(), "the sign-in form")
+    d.find_element(By.ID, "signin-token").send_keys("not-a-token")
+    d.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    until(d, lambda _: "refused" in d.find_element(By.ID, "signin-why").text, "the refusal said")
+    assert d.find_element(By.ID, "signin").is_displayed()
+    d.find_element(By.ID, "signin-token").send_keys(token(server.secrets["jwtSecret"], "eve", "agent", "Eve"))
+    d.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    until(d, lambda _: d.find_element(By.ID, "conn").text == "Online" and d.find_element(By.ID, "me-name").text == "Eve", "signed in")
+    d.find_element(By.ID, "sign-out").click()
+    until(d, lambda _: d.find_element(By.ID, "signin").is_displayed(), "signed out")
