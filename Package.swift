@@ -52,7 +52,7 @@ let package = Package(
         .target(
             name: "ParleyServer",
             dependencies: [
-                "ParleyTransport", "ParleyHTTP", "ParleyWebSocket", "ParleyLog", "ParleyChat", "ParleyProtocol", "ParleyNATS", "ParleyWeb",
+                "ParleyTransport", "ParleyHTTP", "ParleyWebSocket", "ParleyLog", "ParleyChat", "ParleyProtocol", "ParleyNATS", "ParleyWeb", "ParleyJSON",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

@@ -27,7 +27,7 @@ public enum BookInput<S: Hashable> {
     case transfer(ConversationID, from: Person, to: Person?, sessions: [S], waiter: (S, String?)?)
     // requests from a participant
     case message(S, Person, ConversationID, ref: String?, clientMsgId: String, text: String)
-    case typing(S, Person, ConversationID, active: Bool)
+    case typing(S, Person, ConversationID, active: Bool, ref: String? = nil)
     case read(S, Person, ConversationID, seq: UInt64, ref: String?)
     case history(S, Person, ConversationID, ref: String?, before: UInt64?, limit: Int?)
     case resolve(S, Person, ConversationID, ref: String?)
@@ -363,8 +363,12 @@ public struct ConversationBook<S: Hashable> {
             append(id, .message(from: user, text: text, clientMsgId: clientMsgId), key: key, now: now,
                    waiters: [.ack(s, ref, clientMsgId: clientMsgId)], then: .none, &out)
 
-        case .typing(let s, let user, let id, let active):
-            guard let c = participant(s, user, id, nil, &out), !c.state.resolved else { break }
+        case .typing(let s, let user, let id, let active, let ref):
+            guard let c = participant(s, user, id, ref, &out) else { break }
+            guard !c.state.resolved else {
+                out.append(.reply(s, .error(ref: ref, .conflict, "the conversation is resolved")))
+                break
+            }
             typing(id, user, active: active, now: now, &out)
 
         case .read(let s, let user, let id, let seq, let ref):

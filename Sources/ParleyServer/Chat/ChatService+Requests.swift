@@ -27,7 +27,7 @@ extension ChatService {
         case .send(let c, let id, let text):
             self.toPartition(c, .message(me, user, c, ref: f.ref, clientMsgId: id, text: text))
         case .typing(let c, let active):
-            self.toPartition(c, .typing(me, user, c, active: active))
+            self.toPartition(c, .typing(me, user, c, active: active, ref: f.ref))
         case .read(let c, let seq):
             self.toPartition(c, .read(me, user, c, seq: seq, ref: f.ref))
         case .history(let c, let before, let limit):

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import JWTKit
+import ParleyJSON
 
 public enum Role: String, Codable, Sendable {
     case customer, agent
@@ -76,9 +77,23 @@ public final class TokenService: Sendable {
         try await keys.sign(claims)
     }
 
-    /// Verifies signature, algorithm and expiry (with 5 s leeway).
+    /// Verifies algorithm, signature and expiry (with 5 s leeway). The header must say HS256
+    /// itself: jwt-kit checks the signature with the one key it has whatever `alg` claims, so
+    /// `none`, `RS256` or `HS384` headers are refused here, before it looks.
     public func verify(_ token: String) async throws -> ClientClaims {
-        try await keys.verify(token, as: ClientClaims.self)
+        guard TokenService.headerAlgorithm(token) == "HS256" else { throw TokenError.invalid("the token's algorithm must be HS256") }
+        return try await keys.verify(token, as: ClientClaims.self)
+    }
+
+    /// `alg` of a compact JWT's header (base64url JSON), or nil if it has none or does not parse.
+    static func headerAlgorithm(_ token: String) -> String? {
+        guard let dot = token.firstIndex(of: "."), dot != token.startIndex else { return nil }
+        var b64 = token[..<dot].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        guard b64.utf8.count <= 1024 else { return nil }
+        b64 += String(repeating: "=", count: (4 - b64.utf8.count % 4) % 4)
+        guard let data = Data(base64Encoded: b64), case .success(let header) = JSONParser.parse([UInt8](data)),
+              header.members != nil else { return nil }
+        return header["alg"]?.string
     }
 
     /// Callback forms for Dispatch code: `completion` runs on an arbitrary thread.
