@@ -255,3 +255,21 @@ test('typing, read receipts, errors as typed values, and 1001 at shutdown', { ti
     agent.close(); customer.close();
   } finally { await server.kill(); server.cleanup(); }
 });
+
+test('a reconnect while the token is being fetched opens one connection, not two', { timeout: 60_000 }, async () => {
+  const server = await new Server().start();
+  try {
+    let release;
+    const gate = new Promise((r) => { release = r; });
+    let calls = 0;
+    const sub = unique('c-');
+    const before = CuttableSocket.instances.length;
+    const client = connect({ url: server.url, token: async () => { calls += 1; await gate; return server.token(sub, 'customer'); }, WebSocket: CuttableSocket, backoff: fast });
+    client.reconnect();  // e.g. the browser said it is online again
+    release();
+    await client.ready;
+    assert.equal(calls, 2);
+    assert.equal(CuttableSocket.instances.length - before, 1, 'the superseded attempt dialled nothing');
+    client.close();
+  } finally { await server.kill(); server.cleanup(); }
+});

@@ -197,6 +197,7 @@ export class ParleyClient {
     this._saveScheduled = false;
     this._freshStart = false;       // after an epoch change: connect without resume
     this._stopped = false;
+    this._connectGeneration = 0;
     this._resetReady();
   }
 
@@ -271,18 +272,22 @@ export class ParleyClient {
 
   async _connect() {
     if (this._stopped) return;
+    // One attempt at a time: a reconnect() while this one waits for its token supersedes it.
+    const attempt = ++this._connectGeneration;
     this._setState(this._attempt === 0 && !this.session ? 'connecting' : 'reconnecting');
     let token;
     try {
       token = await this.tokenProvider();
     } catch (e) {
+      if (attempt !== this._connectGeneration) return;
       this._emit('error', new ParleyError(ErrorCode.unauthorized, 'token function failed: ' + (e?.message || e)));
       this._scheduleReconnect();
       return;
     }
-    if (this._stopped) return;
+    if (this._stopped || attempt !== this._connectGeneration) return;
     if (!token) { this._unauthorized('no token'); return; }
     await this._loadUser(tokenSubject(token));
+    if (this._stopped || attempt !== this._connectGeneration) return;
     const url = this.urls[this._urlIndex % this.urls.length];
     let ws;
     try {
