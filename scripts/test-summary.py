@@ -50,7 +50,10 @@ def xctest():
 
 def junit(path):
     """(passed, failed, skipped, names of failed and skipped) from a JUnit/xUnit XML file."""
-    root = ET.parse(path).getroot()
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:  # cut short (the run was killed): a failure, said as one
+        return 0, [f"{Path(path).name} unreadable ({e})"], []
     cases = list(root.iter("testcase"))
     failed, skipped = [], []
     for c in cases:
