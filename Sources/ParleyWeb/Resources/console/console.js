@@ -154,9 +154,7 @@ function thread(id) {
 
 function addEvents(id, events) {
   const t = thread(id);
-  const last = t.events.length ? t.events[t.events.length - 1].seq : 0;
-  if (events.every((e) => e.seq > last) && events.every((e, i) => i === 0 || e.seq > events[i - 1].seq)) t.events.push(...events);
-  else t.events = mergeEvents(t.events, events);
+  t.events = mergeEvents(t.events, events);
 }
 
 /** The newest page of a conversation this page has not seen yet (after a load or a reset). */

@@ -101,8 +101,13 @@ export function backoffDelay(attempt, { initialMs = 250, maxMs = 10000 } = {}, r
   return Math.round(base / 2 + random() * base / 2);
 }
 
-/** Merges events into a list sorted by `seq`, each seq once (history pages, replays, live). */
+/**
+ * Merges events into a list sorted by `seq`, each seq once (history pages, replays, live).
+ * Events that all come after the list (the live case) are appended to `list` itself.
+ */
 export function mergeEvents(list, events) {
+  const last = list.length ? list[list.length - 1].seq : 0;
+  if (events.every((e, i) => e.seq > (i === 0 ? last : events[i - 1].seq))) { list.push(...events); return list; }
   const bySeq = new Map(list.map((e) => [e.seq, e]));
   for (const e of events) if (!bySeq.has(e.seq)) bySeq.set(e.seq, e);
   return Array.from(bySeq.values()).sort((a, b) => a.seq - b.seq);
@@ -515,7 +520,7 @@ export class ParleyClient {
     this._setState('open');
     this._emit('welcome', w);
     this._readyResolve(w);
-    if (this._agentStatus && w.user?.role === 'agent') this._transmit({ type: 'agent.status', status: this._agentStatus }, 'status');
+    if (this._agentStatus && w.user?.role === 'agent') this._transmit({ type: 'agent.status', status: this._agentStatus });
     // The outbox first, in order, then whatever was asked while disconnected.
     for (const m of this._persisted.outbox) this._transmitSend(m);
     for (const q of this._queued.splice(0)) this._transmitQueued(q);
@@ -545,15 +550,13 @@ export class ParleyClient {
     // Most recently active last, so the resume list keeps the live ones when it is cut.
     const p = this._persisted.positions; const s = p[e.conversation]; delete p[e.conversation]; p[e.conversation] = s;
     const known = this.conversations.get(e.conversation) || conversationFrom({ id: e.conversation, status: 'queued' });
-    this._putConversationQuiet(applyEvent(known, e));
+    this.conversations.set(e.conversation, applyEvent(known, e));
     if (e.type === 'message' && e.from?.id === this.user?.id) this._delivered(e);
     this._save();
     this._emit('event', e);
     if (e.type === 'message') this._emit('message', e);
     this._emit('conversation', this.conversations.get(e.conversation));
   }
-
-  _putConversationQuiet(c) { this.conversations.set(c.id, c); }
 
   _typing(f) {
     const c = this.conversations.get(f.conversation);
@@ -580,7 +583,7 @@ export class ParleyClient {
 
   // ---- frames out
 
-  _transmit(frame, kind) {
+  _transmit(frame) {
     if (!this._ws || this.state !== 'open') return false;
     try { this._ws.send(JSON.stringify(frame)); return true; } catch { return false; }
   }
@@ -597,7 +600,7 @@ export class ParleyClient {
   _transmitQueued(q) {
     const ref = 'r' + this._nextRef++;
     this._pending.set(ref, q);
-    if (!this._transmit({ ...q.frame, ref }, q.kind)) {
+    if (!this._transmit({ ...q.frame, ref })) {
       this._pending.delete(ref);
       this._queued.push(q);
     }
@@ -618,7 +621,7 @@ export class ParleyClient {
       resolve: (ack) => this._acked(m.clientMsgId, ack),
       reject: (err) => this._sendFailed(m, err),
     });
-    if (!this._transmit({ ...frame, ref }, 'send')) this._pending.delete(ref);
+    if (!this._transmit({ ...frame, ref })) this._pending.delete(ref);
   }
 
   _acked(clientMsgId, ack) {
@@ -698,7 +701,7 @@ export class ParleyClient {
       if (last === undefined) return;
       this._typingSent.delete(conversation);
     }
-    this._transmit({ type: 'typing', conversation, active: !!active }, 'typing');
+    this._transmit({ type: 'typing', conversation, active: !!active });
   }
 
   /** Marks the conversation read up to `seq` (only ever forwards). */

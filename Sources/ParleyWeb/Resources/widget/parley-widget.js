@@ -139,10 +139,7 @@ class Widget {
     this.render();
   }
 
-  addEvents(evs) {
-    const last = this.events.length ? this.events[this.events.length - 1].seq : 0;
-    if (evs.every((e) => e.seq > last)) this.events.push(...evs); else this.events = mergeEvents(this.events, evs);
-  }
+  addEvents(evs) { this.events = mergeEvents(this.events, evs); }
 
   async loadEarlier() {
     if (!this.events.length) return;
