@@ -1,6 +1,6 @@
 import ParleyLog
 
-public enum ChatRole: String, Sendable, Hashable {
+public enum ChatRole: String, Sendable, Hashable, CaseIterable {
     case customer, agent
 }
 
@@ -54,7 +54,7 @@ public struct SequencedEvent: Equatable, Sendable {
 }
 
 /// Request-level error codes (protocol "Errors").
-public enum ChatErrorCode: String, Sendable {
+public enum ChatErrorCode: String, Sendable, CaseIterable {
     case invalidRequest = "invalid_request"
     case unauthorized, forbidden
     case notFound = "not_found"
@@ -64,7 +64,7 @@ public enum ChatErrorCode: String, Sendable {
     case unavailable, `internal`
 }
 
-public enum ConversationStatus: String, Sendable {
+public enum ConversationStatus: String, Sendable, CaseIterable {
     /// Open, waiting for an agent.
     case queued
     /// Open, with an agent.
@@ -82,6 +82,11 @@ public struct ConversationView: Equatable, Sendable {
     public var lastSeq: UInt64
     /// The viewing user's read marker.
     public var readSeq: UInt64
+
+    public init(id: ConversationID, status: ConversationStatus, customer: Person, agent: Person?, order: OrderSnapshot?, lastSeq: UInt64, readSeq: UInt64) {
+        self.id = id; self.status = status; self.customer = customer; self.agent = agent; self.order = order
+        self.lastSeq = lastSeq; self.readSeq = readSeq
+    }
 }
 
 /// A direct reply to one request of one session.

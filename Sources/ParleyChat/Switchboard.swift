@@ -45,9 +45,12 @@ public struct QueueEntry: Equatable, Sendable {
     public var conversation: ConversationID
     public var customer: Person
     public var sinceMs: Int64
+    public init(conversation: ConversationID, customer: Person, sinceMs: Int64) {
+        self.conversation = conversation; self.customer = customer; self.sinceMs = sinceMs
+    }
 }
 
-public enum PresenceStatus: String, Sendable {
+public enum PresenceStatus: String, Sendable, CaseIterable {
     case online, offline, available, away
 }
 

@@ -48,12 +48,18 @@ public struct ConversationID: Hashable, Sendable, CustomStringConvertible {
     public static let none = ConversationID(high: 0, low: 0)
     public var isNone: Bool { high == 0 && low == 0 }
 
-    /// Parses 32 hex digits, with or without UUID dashes.
-    /// From 32 hex digits, dashes anywhere ignored (UUID text, any case). Byte by byte: every
-    /// client request names a conversation.
+    /// From 32 hex digits, dashes anywhere ignored (UUID text, any case).
     public init?(_ s: String) {
+        var s = s
+        guard let id = s.withUTF8({ ConversationID(utf8: $0) }) else { return nil }
+        self = id
+    }
+
+    /// The same from UTF-8 bytes, byte by byte: every client request names a conversation.
+    public init?(utf8: UnsafeBufferPointer<UInt8>) {
+        if utf8.count == 36, let id = Self.canonical(utf8) { self = id; return }
         var h: UInt64 = 0, l: UInt64 = 0, n = 0
-        for c in s.utf8 where c != UInt8(ascii: "-") {
+        for c in utf8 where c != UInt8(ascii: "-") {
             let d: UInt8
             switch c {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c &- 48
@@ -67,6 +73,21 @@ public struct ConversationID: Hashable, Sendable, CustomStringConvertible {
         }
         guard n == 32 else { return nil }
         high = h; low = l
+    }
+
+    /// 8-4-4-4-12 hex digits (what every client sends back): 32 nibbles without a branch per kind.
+    private static func canonical(_ u: UnsafeBufferPointer<UInt8>) -> ConversationID? {
+        guard u[8] == UInt8(ascii: "-"), u[13] == UInt8(ascii: "-"), u[18] == UInt8(ascii: "-"), u[23] == UInt8(ascii: "-") else { return nil }
+        var h: UInt64 = 0, l: UInt64 = 0, bad: UInt8 = 0, n = 0
+        for i in 0..<36 where i != 8 && i != 13 && i != 18 && i != 23 {
+            let c = u[i], v = c | 0x20  // digits keep their value, letters become lowercase
+            let digit = v &- 0x30 < 10, letter = v &- 0x61 < 6
+            bad |= (digit || letter) ? 0 : 1
+            let d = UInt64(letter ? v &- 0x57 : v &- 0x30) & 0xF
+            if n < 16 { h = h << 4 | d } else { l = l << 4 | d }
+            n &+= 1
+        }
+        return bad == 0 ? ConversationID(high: h, low: l) : nil
     }
 
     /// Lowercase UUID text (8-4-4-4-12), written straight into one string: it is in every event

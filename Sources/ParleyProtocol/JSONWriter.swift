@@ -22,6 +22,9 @@ public struct JSONWriter {
         needsComma = false
     }
 
+    /// A member name known only at run time (a conversation id in `resume`), escaped.
+    public mutating func dynamicKey(_ k: String) { string(k); bytes.append(UInt8(ascii: ":")); needsComma = false }
+
     public mutating func field(_ k: StaticString, _ v: String) { key(k); string(v) }
     public mutating func field(_ k: StaticString, _ v: String?) { key(k); if let v { string(v) } else { null() } }
     public mutating func field(_ k: StaticString, _ v: UInt64) { key(k); number(v) }

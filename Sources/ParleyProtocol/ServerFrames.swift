@@ -10,15 +10,7 @@ public enum ServerFrames {
     public static func event(_ e: SequencedEvent) -> [UInt8] {
         var w = JSONWriter()
         w.open()
-        switch e.event {
-        case .created: w.field("type", "conversation.created")
-        case .message: w.field("type", "message")
-        case .orderAttached: w.field("type", "order.attached")
-        case .assigned: w.field("type", "conversation.assigned")
-        case .transferred: w.field("type", "conversation.transferred")
-        case .resolved: w.field("type", "conversation.resolved")
-        case .csat: w.field("type", "csat")
-        }
+        w.field("type", e.event.type.rawValue)
         w.field("conversation", e.conversation)
         w.field("seq", e.seq)
         w.field("ts", e.ts)
@@ -42,67 +34,16 @@ public enum ServerFrames {
         return w.bytes
     }
 
-    /// Reads back an event this server wrote (recovery). Nil for anything else.
+    /// Reads back an event this server wrote (recovery, followers). Nil for anything else.
     public static func decodeEvent(_ payload: [UInt8]) -> SequencedEvent? {
-        guard case .success(let o) = JSONParser.parse(payload),
-              let type = o["type"]?.string, let cs = o["conversation"]?.string, let c = ConversationID(cs),
-              let seq = o["seq"]?.int, seq > 0, let ts = o["ts"]?.int else { return nil }
-        func person(_ k: String) -> Person? {
-            guard let p = o[k], let id = p["id"]?.string, let r = p["role"]?.string,
-                  let role = ChatRole(rawValue: r) else { return nil }
-            return Person(id: id, role: role, name: p["name"]?.string ?? id)
-        }
-        func order() -> OrderSnapshot? {
-            guard let v = o["order"], let id = v["id"]?.string, let raw = rawLastValue(payload, key: ",\"order\":") else { return nil }
-            return OrderSnapshot(id: id, json: raw)
-        }
-        let event: ChatEvent
-        switch type {
-        case "conversation.created":
-            guard let c = person("customer") else { return nil }
-            event = .created(customer: c, order: order())
-        case "message":
-            guard let f = person("from"), let t = o["text"]?.string, let m = o["clientMsgId"]?.string else { return nil }
-            event = .message(from: f, text: t, clientMsgId: m)
-        case "order.attached":
-            guard let ord = order() else { return nil }
-            event = .orderAttached(ord)
-        case "conversation.assigned":
-            guard let a = person("agent") else { return nil }
-            event = .assigned(agent: a)
-        case "conversation.transferred":
-            guard let f = person("from") else { return nil }
-            event = .transferred(from: f, to: person("to"))
-        case "conversation.resolved":
-            guard let b = person("by") else { return nil }
-            event = .resolved(by: b)
-        case "csat":
-            guard let f = person("from"), let s = o["score"]?.int else { return nil }
-            event = .csat(from: f, score: s, comment: o["comment"]?.string)
-        default:
-            return nil
-        }
-        return SequencedEvent(conversation: c, seq: UInt64(seq), ts: Int64(ts), event: event)
-    }
-
-    /// The bytes of the value of `key` when it is the object's last member (as `event` writes
-    /// `order`), so a stored order keeps its exact text (`12.30` stays `12.30`). Strings before it
-    /// are escaped, so the first unescaped match is the member itself.
-    static func rawLastValue(_ p: [UInt8], key: String) -> [UInt8]? {
-        let k = Array(key.utf8)
-        guard p.count > k.count + 1 else { return nil }
-        var i = 0
-        while i + k.count < p.count {
-            if p[i] == k[0], p[i..<(i + k.count)].elementsEqual(k) { return Array(p[(i + k.count)..<(p.count - 1)]) }
-            i += 1
-        }
-        return nil
+        guard case .success(.event(let e)) = decode(payload) else { return nil }
+        return e
     }
 
     public static func welcome(session: String, epoch: String, user: Person, conversations: [ConversationView]) -> [UInt8] {
         var w = JSONWriter(capacity: 256 + 256 * conversations.count)
         w.open()
-        w.field("type", "welcome")
+        w.field("type", EventType.welcome.rawValue)
         w.field("session", session)
         w.field("epoch", epoch)
         w.person("user", user)
@@ -116,7 +57,7 @@ public enum ServerFrames {
     public static func opened(ref: String?, _ v: ConversationView) -> [UInt8] {
         var w = JSONWriter()
         w.open()
-        w.field("type", "conversation.opened")
+        w.field("type", EventType.opened.rawValue)
         if let ref { w.field("ref", ref) }
         w.key("conversation")
         view(&w, v)
@@ -150,7 +91,7 @@ public enum ServerFrames {
     public static func ack(ref: String?, conversation: ConversationID? = nil, seq: UInt64? = nil, ts: Int64? = nil, clientMsgId: String? = nil) -> [UInt8] {
         var w = JSONWriter(capacity: 160)
         w.open()
-        w.field("type", "ack")
+        w.field("type", EventType.ack.rawValue)
         if let ref { w.field("ref", ref) }
         if let conversation { w.field("conversation", conversation) }
         if let clientMsgId { w.field("clientMsgId", clientMsgId) }
@@ -163,7 +104,7 @@ public enum ServerFrames {
     public static func error(ref: String?, _ code: ChatErrorCode, _ message: String) -> [UInt8] {
         var w = JSONWriter()
         w.open()
-        w.field("type", "error")
+        w.field("type", EventType.error.rawValue)
         if let ref { w.field("ref", ref) }
         w.field("code", code.rawValue)
         w.field("message", message)
@@ -174,7 +115,7 @@ public enum ServerFrames {
     public static func history(ref: String?, conversation: ConversationID, events: [[UInt8]]) -> [UInt8] {
         var w = JSONWriter(capacity: 128 + events.reduce(0) { $0 + $1.count + 1 })
         w.open()
-        w.field("type", "history")
+        w.field("type", EventType.history.rawValue)
         if let ref { w.field("ref", ref) }
         w.field("conversation", conversation)
         w.openArray("events")
@@ -185,18 +126,18 @@ public enum ServerFrames {
     }
 
     public static func typing(_ c: ConversationID, user: Person, active: Bool) -> [UInt8] {
-        userFrame("typing", c, user) { $0.field("active", active) }
+        userFrame(.typing, c, user) { $0.field("active", active) }
     }
 
     public static func read(_ c: ConversationID, user: Person, seq: UInt64) -> [UInt8] {
-        userFrame("read", c, user) { $0.field("seq", seq) }
+        userFrame(.read, c, user) { $0.field("seq", seq) }
     }
 
     /// `{"type","conversation","user",…}`: what one participant did, for the others.
-    static func userFrame(_ type: String, _ c: ConversationID, _ user: Person, _ rest: (inout JSONWriter) -> Void) -> [UInt8] {
+    static func userFrame(_ type: EventType, _ c: ConversationID, _ user: Person, _ rest: (inout JSONWriter) -> Void) -> [UInt8] {
         var w = JSONWriter(capacity: 160)
         w.open()
-        w.field("type", type)
+        w.field("type", type.rawValue)
         w.field("conversation", c)
         w.person("user", user)
         rest(&w)
@@ -204,11 +145,11 @@ public enum ServerFrames {
         return w.bytes
     }
 
-    public static func presence(_ user: Person, _ status: PresenceStatus) -> [UInt8] {
+    public static func presence(userId: String, role: ChatRole, _ status: PresenceStatus) -> [UInt8] {
         var w = JSONWriter(capacity: 128)
         w.open()
-        w.field("type", "presence")
-        w.key("user"); w.open(); w.field("id", user.id); w.field("role", user.role.rawValue); w.close()
+        w.field("type", EventType.presence.rawValue)
+        w.key("user"); w.open(); w.field("id", userId); w.field("role", role.rawValue); w.close()
         w.field("status", status.rawValue)
         w.close()
         return w.bytes
@@ -217,7 +158,7 @@ public enum ServerFrames {
     public static func queue(_ entries: [QueueEntry]) -> [UInt8] {
         var w = JSONWriter(capacity: 64 + 128 * entries.count)
         w.open()
-        w.field("type", "queue")
+        w.field("type", EventType.queue.rawValue)
         w.openArray("waiting")
         for e in entries {
             w.open()
@@ -234,7 +175,7 @@ public enum ServerFrames {
     public static func resumeFailed(_ c: String, reason: String) -> [UInt8] {
         var w = JSONWriter(capacity: 128)
         w.open()
-        w.field("type", "resume_failed")
+        w.field("type", EventType.resumeFailed.rawValue)
         w.field("conversation", c)
         w.field("reason", reason)
         w.close()

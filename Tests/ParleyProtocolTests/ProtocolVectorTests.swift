@@ -42,6 +42,43 @@ final class ProtocolVectorTests: XCTestCase {
         }
     }
 
+    /// Protocol/vectors/chat/frames.jsonl: every frame of both directions decodes and encodes back
+    /// to the same bytes; a member the decoder does not know is ignored.
+    func testFramesRoundTripByteForByte() throws {
+        let rows = try lines("frames.jsonl")
+        var seen: (client: Set<String>, server: Set<String>) = ([], [])
+        for v in rows {
+            let name = v["name"] as! String, json = Array((v["json"] as! String).utf8)
+            let extra = Array(#"{"x-future":{"a":[1,2.5,null,"\u00e9"]},"#.utf8) + json.dropFirst()
+            if v["direction"] as! String == "client" {
+                let f = try ClientFrames.parse(json).get()
+                XCTAssertEqual(String(decoding: ClientFrames.encode(f), as: UTF8.self), String(decoding: json, as: UTF8.self), name)
+                XCTAssertEqual(try ClientFrames.parse(extra).get(), f, "\(name): an unknown member changed it")
+                seen.client.insert(f.request.type.rawValue)
+            } else {
+                let f = try ServerFrames.decode(json).get()
+                XCTAssertEqual(String(decoding: ServerFrames.encode(f), as: UTF8.self), String(decoding: json, as: UTF8.self), name)
+                XCTAssertEqual(try ServerFrames.decode(extra).get(), f, "\(name): an unknown member changed it")
+                seen.server.insert(f.type.rawValue)
+            }
+        }
+        XCTAssertEqual(seen.client, Set(RequestType.allCases.map(\.rawValue)), "a vector for every request type")
+        let events: Set<EventType> = [.created, .orderAttached, .assigned, .transferred, .resolved, .csat]
+        XCTAssertEqual(seen.server.union(events.map(\.rawValue)), Set(EventType.allCases.map(\.rawValue)), "a vector for every server frame")
+        for v in try lines("events.jsonl") {  // the stored events, through the client's decoder too
+            let json = Array((v["json"] as! String).utf8)
+            XCTAssertEqual(ServerFrames.encode(try ServerFrames.decode(json).get()), json, v["name"] as? String ?? "")
+        }
+    }
+
+    func testUnknownServerFrameTypesAndBadFramesAreErrorsNotTraps() {
+        for bad in [#"{"type":"conversation.deleted"}"#, #"{"type":"message"}"#, "[]", "{", #"{"type":"ack","seq":-1,"conversation":"x"}"#,
+                    #"{"type":"welcome","session":"s","epoch":"e","user":{"id":"a","role":"admin"},"conversations":[]}"#] {
+            guard case .failure(let e) = ServerFrames.decode(Array(bad.utf8)) else { XCTFail("accepted \(bad)"); continue }
+            XCTAssertFalse(e.message.isEmpty)
+        }
+    }
+
     func testParsesEveryRequestType() throws {
         let c = "7d444840-9dc0-4b0e-a6b5-7f1c2a3b4c5d", id = try XCTUnwrap(ConversationID(c))
         let cases: [(String, ClientRequest)] = [

@@ -194,7 +194,7 @@ final class ChatService: @unchecked Sendable {
             case .reply(let s, let r): reply(s, r)
             case .presence(let user, let status, let to):
                 guard !to.isEmpty else { break }
-                let f = OutboundMessage(.text, ServerFrames.presence(user, status))
+                let f = OutboundMessage(.text, ServerFrames.presence(userId: user.id, role: user.role, status))
                 for s in to { s.send(f) }
             case .queue(let entries, let to):
                 guard !to.isEmpty else { break }

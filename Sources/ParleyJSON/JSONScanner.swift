@@ -1,0 +1,297 @@
+/// A pull scanner over one JSON text (RFC 8259): the caller walks objects and arrays and takes
+/// each value as the kind it wants, and nothing is built that the caller does not ask for. It
+/// validates as it goes — strings (UTF-8, escapes, no lone surrogates, no control characters),
+/// numbers (the RFC's grammar), nesting (at most `maxDepth`) — and never traps on any input.
+///
+/// Strings and numbers come back as tokens over the input: comparing a key or a `type` with a
+/// known name allocates nothing, and a value is decoded only when it is taken (`string`, `int`).
+/// Every decoder of Parley's wire and stored JSON (client requests, server events, NATS replies)
+/// and the `JSONValue` tree parser are built on it.
+///
+/// The scanner borrows the bytes: use it inside `withUnsafeBytes` and do not keep its tokens.
+public struct JSONScanner {
+    public static let maxDepth = 64
+
+    public struct Failure: Error, Equatable, Sendable, CustomStringConvertible {
+        public var offset: Int
+        public var reason: String
+        public init(offset: Int, reason: String) { self.offset = offset; self.reason = reason }
+        public var description: String { "\(reason) at byte \(offset)" }
+    }
+
+    public enum Kind: Sendable { case object, array, string, number, bool, null }
+
+    let b: UnsafeBufferPointer<UInt8>
+    /// Where the next unread byte is.
+    public private(set) var offset: Int
+    private var depth = 0
+    /// Whether a value was just completed inside the current container, so a `,` must come next.
+    private var afterValue = false
+
+    public init(_ bytes: UnsafeRawBufferPointer) {
+        b = bytes.bindMemory(to: UInt8.self)
+        offset = 0
+    }
+
+    public init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        b = bytes
+        offset = 0
+    }
+
+    /// A scanner over the same bytes, at a value an earlier pass found (its `valueStart`).
+    public func rewound(to offset: Int) -> JSONScanner {
+        var s = JSONScanner(b)
+        s.offset = offset
+        return s
+    }
+
+    func fail(_ reason: String) -> Failure { Failure(offset: offset, reason: reason) }
+
+    mutating func skipSpace() {
+        while offset < b.count {
+            switch b[offset] {
+            case 0x20, 0x0A, 0x0D, 0x09: offset += 1
+            default: return
+            }
+        }
+    }
+
+    // MARK: structure
+
+    /// The kind of the next value, without taking it.
+    public mutating func peek() throws(Failure) -> Kind {
+        skipSpace()
+        guard offset < b.count else { throw fail("unexpected end") }
+        switch b[offset] {
+        case UInt8(ascii: "{"): return .object
+        case UInt8(ascii: "["): return .array
+        case UInt8(ascii: "\""): return .string
+        case UInt8(ascii: "t"), UInt8(ascii: "f"): return .bool
+        case UInt8(ascii: "n"): return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number
+        default: throw fail("unexpected byte")
+        }
+    }
+
+    /// Where the next value starts (after whitespace), for `rewound(to:)`.
+    public mutating func valueStart() -> Int { skipSpace(); return offset }
+
+    /// Enters an object; then `nextKey()` until it answers nil.
+    public mutating func beginObject() throws(Failure) {
+        try enter(UInt8(ascii: "{"), "expected an object")
+    }
+
+    /// Enters an array; then `nextElement()` until it answers false.
+    public mutating func beginArray() throws(Failure) {
+        try enter(UInt8(ascii: "["), "expected an array")
+    }
+
+    private mutating func enter(_ open: UInt8, _ what: String) throws(Failure) {
+        skipSpace()
+        guard offset < b.count, b[offset] == open else { throw fail(what) }
+        guard depth < Self.maxDepth else { throw fail("nested deeper than \(Self.maxDepth)") }
+        depth += 1
+        offset += 1
+        afterValue = false
+    }
+
+    /// The next member's name (then take or skip its value exactly once), or nil at the end of the object.
+    public mutating func nextKey() throws(Failure) -> JSONString? {
+        guard try more(close: UInt8(ascii: "}"), first: UInt8(ascii: "\""), "expected a member name") else { return nil }
+        let k = try stringToken()
+        skipSpace()
+        guard offset < b.count, b[offset] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+        offset += 1
+        afterValue = false
+        return k
+    }
+
+    /// Whether another element follows (then take or skip it exactly once); false at the end of the array.
+    public mutating func nextElement() throws(Failure) -> Bool {
+        try more(close: UInt8(ascii: "]"), first: nil, "expected a value")
+    }
+
+    private mutating func more(close: UInt8, first: UInt8?, _ what: String) throws(Failure) -> Bool {
+        skipSpace()
+        guard offset < b.count else { throw fail("unexpected end") }
+        if b[offset] == close {
+            offset += 1
+            depth -= 1
+            afterValue = true
+            return false
+        }
+        if afterValue {
+            guard b[offset] == UInt8(ascii: ",") else { throw fail("expected ',' or '\(Character(Unicode.Scalar(close)))'") }
+            offset += 1
+            skipSpace()
+            guard offset < b.count else { throw fail("unexpected end") }
+            if b[offset] == close { throw fail(what) }
+        }
+        if let first, b[offset] != first { throw fail(what) }
+        return true
+    }
+
+    /// Checks that only whitespace follows the value.
+    public mutating func end() throws(Failure) {
+        skipSpace()
+        guard offset == b.count else { throw fail("data after the value") }
+    }
+
+    // MARK: values
+
+    /// Takes a string.
+    public mutating func string() throws(Failure) -> JSONString {
+        skipSpace()
+        guard offset < b.count, b[offset] == UInt8(ascii: "\"") else { throw fail("expected a string") }
+        let s = try stringToken()
+        afterValue = true
+        return s
+    }
+
+    /// Takes a number.
+    public mutating func number() throws(Failure) -> JSONNumber {
+        skipSpace()
+        let n = try numberToken()
+        afterValue = true
+        return n
+    }
+
+    /// Takes `true` or `false`.
+    public mutating func bool() throws(Failure) -> Bool {
+        skipSpace()
+        guard offset < b.count else { throw fail("unexpected end") }
+        let v = b[offset] == UInt8(ascii: "t")
+        try literal(v ? "true" : "false")
+        afterValue = true
+        return v
+    }
+
+    /// Takes `null`.
+    public mutating func null() throws(Failure) {
+        skipSpace()
+        try literal("null")
+        afterValue = true
+    }
+
+    /// Takes the next value whatever it is, checking it as thoroughly as if it were read.
+    public mutating func skip() throws(Failure) {
+        switch try peek() {
+        case .object:
+            try beginObject()
+            while try nextKey() != nil { try skip() }
+        case .array:
+            try beginArray()
+            while try nextElement() { try skip() }
+        case .string: _ = try string()
+        case .number: _ = try number()
+        case .bool: _ = try bool()
+        case .null: try null()
+        }
+    }
+
+    /// Takes the next value and answers its bytes exactly as written.
+    public mutating func raw() throws(Failure) -> UnsafeBufferPointer<UInt8> {
+        let start = valueStart()
+        try skip()
+        return UnsafeBufferPointer(rebasing: b[start..<offset])
+    }
+
+    // MARK: tokens
+
+    private mutating func literal(_ word: StaticString) throws(Failure) {
+        let n = word.utf8CodeUnitCount
+        guard offset + n <= b.count else { throw fail("unexpected end") }
+        for k in 0..<n where b[offset + k] != word.utf8Start[k] { throw fail("invalid literal") }
+        offset += n
+    }
+
+    /// At an opening quote: checks the string through its closing quote. The position lives in a
+    /// local while it runs (`offset` is written back on the way out, and where it fails).
+    private mutating func stringToken() throws(Failure) -> JSONString {
+        let n = b.count
+        guard let p = b.baseAddress else { throw fail("unexpected end") }
+        let start = offset + 1
+        var i = start
+        var high: UInt8 = 0
+        var escaped = false
+        func failing(_ at: Int, _ reason: String) -> Failure { Failure(offset: at, reason: reason) }
+        while true {
+            // Eight bytes at a time while none is a quote, a backslash, a control character or
+            // non-ASCII (the word tricks may flag a clean byte after a flagged one: the byte step
+            // below then looks at one byte, and the word loop resumes).
+            if high & 0x80 == 0 {
+                let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+                while i &+ 8 <= n {
+                    let w = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
+                    let q = w ^ (ones &* 0x22), e = w ^ (ones &* 0x5C)
+                    let flagged = ((q &- ones) & ~q) | ((e &- ones) & ~e) | ((w &- ones &* 0x20) & ~w) | w
+                    guard flagged & highs == 0 else { break }
+                    i &+= 8
+                }
+            }
+            guard i < n else { throw failing(i, "unterminated string") }
+            let c = p[i]
+            if c == UInt8(ascii: "\"") {
+                let raw = UnsafeBufferPointer(start: p + start, count: i - start)
+                if high & 0x80 != 0, !JSONString.isValidUTF8(raw) { throw failing(i, "invalid UTF-8") }
+                offset = i &+ 1
+                return JSONString(raw: raw, escaped: escaped)
+            }
+            guard c >= 0x20 else { throw failing(i, "control character in a string") }
+            high |= c
+            i &+= 1
+            guard c == UInt8(ascii: "\\") else { continue }
+            escaped = true
+            guard i < n else { throw failing(i, "unterminated string") }
+            let e = p[i]
+            i &+= 1
+            switch e {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                 UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                continue
+            case UInt8(ascii: "u"):
+                guard let scalar = JSONString.hex4(b, i) else { throw failing(i, "invalid \\u escape") }
+                i &+= 4
+                if (0xD800..<0xDC00).contains(scalar) {
+                    guard i + 1 < n, p[i] == UInt8(ascii: "\\"), p[i + 1] == UInt8(ascii: "u") else { throw failing(i, "lone surrogate") }
+                    i &+= 2
+                    guard let low = JSONString.hex4(b, i) else { throw failing(i, "invalid \\u escape") }
+                    guard (0xDC00..<0xE000).contains(low) else { throw failing(i, "lone surrogate") }
+                    i &+= 4
+                } else if (0xDC00..<0xE000).contains(scalar) {
+                    throw failing(i, "lone surrogate")
+                }
+            default: throw failing(i, "invalid escape")
+            }
+        }
+    }
+
+    private mutating func numberToken() throws(Failure) -> JSONNumber {
+        let start = offset
+        guard offset < b.count else { throw fail("unexpected end") }
+        if b[offset] == UInt8(ascii: "-") { offset += 1 }
+        guard offset < b.count, b[offset] >= 48, b[offset] <= 57 else { throw fail("invalid number") }
+        if b[offset] == 48 {
+            offset += 1
+        } else {
+            while offset < b.count, b[offset] >= 48, b[offset] <= 57 { offset += 1 }
+        }
+        var integer = true
+        if offset < b.count, b[offset] == UInt8(ascii: ".") {
+            integer = false
+            offset += 1
+            guard offset < b.count, b[offset] >= 48, b[offset] <= 57 else { throw fail("invalid number") }
+            while offset < b.count, b[offset] >= 48, b[offset] <= 57 { offset += 1 }
+        }
+        if offset < b.count, b[offset] == UInt8(ascii: "e") || b[offset] == UInt8(ascii: "E") {
+            integer = false
+            offset += 1
+            if offset < b.count, b[offset] == UInt8(ascii: "+") || b[offset] == UInt8(ascii: "-") { offset += 1 }
+            guard offset < b.count, b[offset] >= 48, b[offset] <= 57 else { throw fail("invalid number") }
+            while offset < b.count, b[offset] >= 48, b[offset] <= 57 { offset += 1 }
+        }
+        let n = JSONNumber(raw: UnsafeBufferPointer(rebasing: b[start..<offset]), integerSyntax: integer)
+        if !integer || n.raw.count > 18, !n.double.isFinite { offset = start; throw fail("number out of range") }
+        return n
+    }
+}
