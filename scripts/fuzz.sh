@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses (swiftc -sanitize=fuzzer over the pure codec/parser sources)
-# and runs each for a bounded time. Usage: scripts/fuzz.sh [seconds-per-harness, default 20]
+# and runs each for a bounded time. Usage: scripts/fuzz.sh [seconds-per-harness, default 20] [harness]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-20}"
+only="${2:-}"
 out=.build/fuzz
 mkdir -p "$out"
 build() { # name, harness, sources...
@@ -16,13 +17,21 @@ build http-parser-fuzz LoadTests/Fuzz/HTTPParserFuzz.swift Sources/ParleyHTTP/Pa
 build record-codec-fuzz LoadTests/Fuzz/RecordCodecFuzz.swift Sources/ParleyLog/CRC32C.swift Sources/ParleyLog/Record.swift
 build nats-parser-fuzz LoadTests/Fuzz/NATSParserFuzz.swift Sources/ParleyNATS/Protocol/*.swift
 build json-parser-fuzz LoadTests/Fuzz/JSONParserFuzz.swift Sources/ParleyJSON/*.swift
+# The protocol decoders span four modules; compile them as one, their cross-module imports removed.
+proto=$out/protocol-src
+rm -rf "$proto" && mkdir -p "$proto"
+for f in $(ls Sources/ParleyProtocol/*.swift | grep -v ChatReplay) Sources/ParleyChat/Model.swift Sources/ParleyJSON/*.swift \
+         Sources/ParleyLog/Record.swift Sources/ParleyLog/CRC32C.swift; do
+  sed -E 's/^import Parley[A-Za-z]+$//' "$f" > "$proto/$(basename "$(dirname "$f")")-$(basename "$f")"
+done
+build protocol-frames-fuzz LoadTests/Fuzz/ProtocolFramesFuzz.swift "$proto"/*.swift
 build inflate-fuzz LoadTests/Fuzz/InflateFuzz.swift Sources/ParleyWebSocket/Compression/Zlib.swift Sources/ParleyWebSocket/Codec/DeflateNegotiation.swift \
   -I Sources/CZlib -lz
 
 # Seed corpora from the shared vectors, so the fuzzer starts from real frames and requests.
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
-mkdir -p "$seeds/ws" "$seeds/http" "$seeds/log" "$seeds/inflate" "$seeds/nats" "$seeds/json"
+mkdir -p "$seeds/ws" "$seeds/http" "$seeds/log" "$seeds/inflate" "$seeds/nats" "$seeds/json" "$seeds/proto"
 python3 - "$seeds" <<'PY'
 import json, sys, pathlib
 d = pathlib.Path(sys.argv[1])
@@ -61,6 +70,13 @@ for i, doc in enumerate([b'{"type":"hello","token":"t","resume":{"0b6e3f9a-4a0c-
                          b'{"type":"message.send","ref":"r1","conversation":"c","clientMsgId":"m\\u00e9\\ud83d\\ude00","text":"hi \\"there\\"\\n"}',
                          b'[1,-2.5e3,true,false,null,{"a":[[]]}]']):
     (d / "json" / f"{i}").write_bytes(doc)
+# Protocol: every canonical frame of both directions, and the request vectors (good and bad).
+for i, line in enumerate(open("Protocol/vectors/chat/frames.jsonl")):
+    (d / "proto" / f"f{i}").write_text(json.loads(line)["json"])
+for i, line in enumerate(open("Protocol/vectors/chat/requests.jsonl")):
+    v = json.loads(line)
+    if isinstance(v.get("frame"), str):
+        (d / "proto" / f"r{i}").write_text(v["frame"])
 # Inflate: real compressed messages (even mode byte) and the negotiation vectors' offers (odd).
 for i, msg in enumerate([b'{"type":"message","text":"where is my order?"}' * 20, bytes(range(256)) * 4, b"a" * 5000]):
     c = zlib.compressobj(6, zlib.DEFLATED, -15)
@@ -75,8 +91,9 @@ PY
 results="${FUZZ_RESULTS:-$out/results.txt}"
 : > "$results"
 status=0
-for h in frame-reader-fuzz:ws http-parser-fuzz:http record-codec-fuzz:log nats-parser-fuzz:nats json-parser-fuzz:json inflate-fuzz:inflate; do
+for h in frame-reader-fuzz:ws http-parser-fuzz:http record-codec-fuzz:log nats-parser-fuzz:nats json-parser-fuzz:json protocol-frames-fuzz:proto inflate-fuzz:inflate; do
   name=${h%%:*}; corpus=${h##*:}
+  [ -n "$only" ] && [ "$name" != "$only" ] && continue
   echo "fuzz: $name for ${secs}s"
   if ! "$out/$name" -max_total_time="$secs" -max_len=8192 -print_final_stats=1 -artifact_prefix="$out/$name-" \
        "$seeds/$corpus" >"$out/$name.log" 2>&1; then

@@ -16,7 +16,7 @@ from pathlib import Path
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else ".build/test-results")
 MODES = ["epoll", "sources"]
-FUZZ_HARNESSES = ["frame-reader-fuzz", "http-parser-fuzz", "record-codec-fuzz", "nats-parser-fuzz", "json-parser-fuzz", "inflate-fuzz"]
+FUZZ_HARNESSES = ["frame-reader-fuzz", "http-parser-fuzz", "record-codec-fuzz", "nats-parser-fuzz", "json-parser-fuzz", "protocol-frames-fuzz", "inflate-fuzz"]
 
 rows, problems = [], []
 

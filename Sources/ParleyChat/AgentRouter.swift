@@ -1,10 +1,6 @@
 // ParleyChat: the domain as deterministic state machines. No sockets, no JSON, no files, no clocks:
 // time comes in as `nowMs`.
 
-public enum AgentStatus: String, Sendable, CaseIterable {
-    case available, away, offline
-}
-
 /// Who gets a conversation (protocol: "Routing"): an available agent with at least one open session
 /// (a presence grace period does not count) and the fewest open conversations under their capacity;
 /// ties go to the agent idle longest. With no such agent the conversation waits in a FIFO queue.

@@ -126,3 +126,24 @@ public enum ReadMarkerCodec {
         return (String(decoding: p[8...], as: UTF8.self), s)
     }
 }
+
+/// An agent's chosen status (protocol: "agent.status").
+public enum AgentStatus: String, Sendable, CaseIterable {
+    case available, away, offline
+}
+
+/// One waiting conversation in the queue agents see (protocol: "queue").
+public struct QueueEntry: Equatable, Sendable {
+    public var conversation: ConversationID
+    public var customer: Person
+    public var sinceMs: Int64
+    public init(conversation: ConversationID, customer: Person, sinceMs: Int64) {
+        self.conversation = conversation; self.customer = customer; self.sinceMs = sinceMs
+    }
+}
+
+/// What a counterpart sees of someone (protocol: "presence").
+public enum PresenceStatus: String, Sendable, CaseIterable {
+    case online, offline, available, away
+}
+

@@ -41,19 +41,6 @@ public struct RemoteUser: Equatable, Sendable {
     }
 }
 
-public struct QueueEntry: Equatable, Sendable {
-    public var conversation: ConversationID
-    public var customer: Person
-    public var sinceMs: Int64
-    public init(conversation: ConversationID, customer: Person, sinceMs: Int64) {
-        self.conversation = conversation; self.customer = customer; self.sinceMs = sinceMs
-    }
-}
-
-public enum PresenceStatus: String, Sendable, CaseIterable {
-    case online, offline, available, away
-}
-
 public enum SwitchboardOutput<S: Hashable> {
     /// To the partition that owns the conversation.
     case partition(ConversationID, BookInput<S>)
