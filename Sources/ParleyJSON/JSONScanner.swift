@@ -212,33 +212,32 @@ public struct JSONScanner {
         guard let p = b.baseAddress else { throw fail("unexpected end") }
         let start = offset + 1
         var i = start
-        var high: UInt8 = 0
+        var high: UInt64 = 0  // the OR of the string's bytes: bit 7 set when any is non-ASCII
         var escaped = false
         func failing(_ at: Int, _ reason: String) -> Failure { Failure(offset: at, reason: reason) }
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
         while true {
-            // Eight bytes at a time while none is a quote, a backslash, a control character or
-            // non-ASCII (the word tricks may flag a clean byte after a flagged one: the byte step
-            // below then looks at one byte, and the word loop resumes).
-            if high & 0x80 == 0 {
-                let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
-                while i &+ 8 <= n {
-                    let w = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
-                    let q = w ^ (ones &* 0x22), e = w ^ (ones &* 0x5C)
-                    let flagged = ((q &- ones) & ~q) | ((e &- ones) & ~e) | ((w &- ones &* 0x20) & ~w) | w
-                    guard flagged & highs == 0 else { break }
-                    i &+= 8
-                }
+            // Eight bytes at a time while none is a quote, a backslash or a control character
+            // (bytewise zero tests; a borrow can only flag bytes above a true hit, so the lowest
+            // flagged byte is the first special one, and the step jumps straight to it).
+            while i &+ 8 <= n {
+                let w = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self))
+                let q = w ^ (ones &* 0x22), e = w ^ (ones &* 0x5C)
+                let flagged = (((q &- ones) & ~q) | ((e &- ones) & ~e) | ((w &- ones &* 0x20) & ~w)) & highs
+                guard flagged == 0 else { i &+= flagged.trailingZeroBitCount >> 3; break }
+                high |= w
+                i &+= 8
             }
             guard i < n else { throw failing(i, "unterminated string") }
             let c = p[i]
             if c == UInt8(ascii: "\"") {
                 let raw = UnsafeBufferPointer(start: p + start, count: i - start)
-                if high & 0x80 != 0, !JSONString.isValidUTF8(raw) { throw failing(i, "invalid UTF-8") }
+                if high & highs != 0, !JSONString.isValidUTF8(raw) { throw failing(i, "invalid UTF-8") }
                 offset = i &+ 1
                 return JSONString(raw: raw, escaped: escaped)
             }
             guard c >= 0x20 else { throw failing(i, "control character in a string") }
-            high |= c
+            high |= UInt64(c)
             i &+= 1
             guard c == UInt8(ascii: "\\") else { continue }
             escaped = true

@@ -40,7 +40,7 @@ extension JSONScanner {
 
 extension JSONString {
     /// Whether the decoded text is exactly `name` (a wire name from an enum's raw value).
-    public func equals(_ name: String) -> Bool {
+    public func equals(string name: String) -> Bool {
         guard !escaped else { return string == name }
         return name.utf8.withContiguousStorageIfAvailable { equals(utf8: $0) } ?? (string == name)
     }

@@ -7,6 +7,7 @@ public struct JSONString {
     public let escaped: Bool
 
     /// Whether the decoded text is exactly `name`.
+    @inlinable @inline(__always)
     public func equals(_ name: StaticString) -> Bool {
         guard !escaped else { return string == name.description }
         return Self.same(raw, name.utf8Start, name.utf8CodeUnitCount)
@@ -19,7 +20,7 @@ public struct JSONString {
     }
 
     /// A plain loop: names are short, and `elementsEqual` over buffers is not specialised into one.
-    @inline(__always)
+    @inlinable @inline(__always) @usableFromInline
     static func same(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafePointer<UInt8>?, _ n: Int) -> Bool {
         guard a.count == n else { return false }
         guard n > 0, let a = a.baseAddress, let b else { return true }
@@ -29,6 +30,15 @@ public struct JSONString {
             i &+= 1
         }
         return true
+    }
+
+    /// Calls `body` with a token of the decoded text (itself when there is no escape): a decoder
+    /// matches an escaped member name, rare as it is, with the same code as a plain one.
+    public func withDecoded<R, E: Error>(_ body: (JSONString) throws(E) -> R) throws(E) -> R {
+        guard escaped else { return try body(self) }
+        var text = string
+        let r = text.withUTF8 { u in Result { () throws(E) -> R in try body(JSONString(raw: u, escaped: false)) } }
+        return try r.get()
     }
 
     /// The decoded text's UTF-8 length.

@@ -136,34 +136,8 @@ public enum ClientFrames {
             case 12 where k.equals("conversation"): conversation = try s.slot()
             default:
                 // An escaped name (rare) is compared decoded; anything else is skipped, checked.
-                if k.escaped, let known = Fields.known(k.string) { return try take(known, &s) }
+                if k.escaped { return try k.withDecoded { (plain) throws(JSONScanner.Failure) in try take(plain, &s) } }
                 try s.skip()
-            }
-        }
-
-        private static let names: [String] = ["to", "ref", "seq", "type", "text", "token", "order", "limit", "score", "resume",
-                                               "active", "before", "status", "comment", "clientMsgId", "conversation"]
-        private static func known(_ name: String) -> String? { names.contains(name) ? name : nil }
-
-        private mutating func take(_ name: String, _ s: inout JSONScanner) throws(JSONScanner.Failure) {
-            let v = try s.slot()
-            switch name {
-            case "to": to = v
-            case "ref": ref = v
-            case "seq": seq = v
-            case "type": type = v
-            case "text": text = v
-            case "token": token = v
-            case "order": order = v
-            case "limit": limit = v
-            case "score": score = v
-            case "resume": resume = v
-            case "active": active = v
-            case "before": before = v
-            case "status": status = v
-            case "comment": comment = v
-            case "clientMsgId": clientMsgId = v
-            default: conversation = v
             }
         }
     }
@@ -233,7 +207,7 @@ public enum ClientFrames {
             }
             return .history(c, before: before, limit: limit)
         case .agentStatus:
-            guard let t = f.status.token, let st = AgentStatus.allCases.first(where: { t.equals($0.rawValue) }) else {
+            guard let t = f.status.token, let st = AgentStatus.allCases.first(where: { t.equals(string: $0.rawValue) }) else {
                 throw Invalid(message: "status must be available, away or offline")
             }
             return .agentStatus(st)

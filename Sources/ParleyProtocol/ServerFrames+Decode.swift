@@ -45,47 +45,37 @@ extension ServerFrames {
         var waiting = JSONSlot.absent, reason = JSONSlot.absent
 
         mutating func take(_ k: JSONString, _ s: inout JSONScanner) throws(JSONScanner.Failure) {
-            guard !k.escaped else { return try take(name: k.string, &s) }
             switch k.raw.count {
-            case 2 where k.equals("ts"): ts = try s.slot()
-            case 2 where k.equals("to"): to = try s.slot()
             case 2 where k.equals("by"): by = try s.slot()
-            case 3 where k.equals("seq"): seq = try s.slot()
+            case 2 where k.equals("to"): to = try s.slot()
+            case 2 where k.equals("ts"): ts = try s.slot()
             case 3 where k.equals("ref"): ref = try s.slot()
-            default: try take(name: String(decoding: k.raw, as: UTF8.self), &s)
-            }
-        }
-
-        /// The rarer and longer names (a small string, not allocated).
-        private mutating func take(name: String, _ s: inout JSONScanner) throws(JSONScanner.Failure) {
-            switch name {
-            case "ts": ts = try s.slot()
-            case "to": to = try s.slot()
-            case "by": by = try s.slot()
-            case "seq": seq = try s.slot()
-            case "ref": ref = try s.slot()
-            case "type": type = try s.slot()
-            case "conversation": conversation = try s.slot()
-            case "customer": customer = try s.slot()
-            case "order": order = try s.slot()
-            case "from": from = try s.slot()
-            case "text": text = try s.slot()
-            case "clientMsgId": clientMsgId = try s.slot()
-            case "agent": agent = try s.slot()
-            case "score": score = try s.slot()
-            case "comment": comment = try s.slot()
-            case "session": session = try s.slot()
-            case "epoch": epoch = try s.slot()
-            case "user": user = try s.slot()
-            case "conversations": conversations = try s.slot()
-            case "code": code = try s.slot()
-            case "message": message = try s.slot()
-            case "events": events = try s.slot()
-            case "active": active = try s.slot()
-            case "status": status = try s.slot()
-            case "waiting": waiting = try s.slot()
-            case "reason": reason = try s.slot()
-            default: try s.skip()
+            case 3 where k.equals("seq"): seq = try s.slot()
+            case 4 where k.equals("code"): code = try s.slot()
+            case 4 where k.equals("from"): from = try s.slot()
+            case 4 where k.equals("text"): text = try s.slot()
+            case 4 where k.equals("type"): type = try s.slot()
+            case 4 where k.equals("user"): user = try s.slot()
+            case 5 where k.equals("agent"): agent = try s.slot()
+            case 5 where k.equals("epoch"): epoch = try s.slot()
+            case 5 where k.equals("order"): order = try s.slot()
+            case 5 where k.equals("score"): score = try s.slot()
+            case 6 where k.equals("active"): active = try s.slot()
+            case 6 where k.equals("events"): events = try s.slot()
+            case 6 where k.equals("reason"): reason = try s.slot()
+            case 6 where k.equals("status"): status = try s.slot()
+            case 7 where k.equals("comment"): comment = try s.slot()
+            case 7 where k.equals("message"): message = try s.slot()
+            case 7 where k.equals("session"): session = try s.slot()
+            case 7 where k.equals("waiting"): waiting = try s.slot()
+            case 8 where k.equals("customer"): customer = try s.slot()
+            case 11 where k.equals("clientMsgId"): clientMsgId = try s.slot()
+            case 12 where k.equals("conversation"): conversation = try s.slot()
+            case 13 where k.equals("conversations"): conversations = try s.slot()
+            default:
+                // An escaped name (rare) is compared decoded; anything else is skipped, checked.
+                if k.escaped { return try k.withDecoded { (plain) throws(JSONScanner.Failure) in try take(plain, &s) } }
+                try s.skip()
             }
         }
     }
@@ -118,7 +108,7 @@ extension ServerFrames {
             guard let at = f.conversation.objectStart else { throw ServerFrameError("conversation.opened needs its conversation") }
             return .reply(.opened(ref: ref, try view(at, s).get()))
         case .error:
-            guard let c = f.code.token, let code = ChatErrorCode.allCases.first(where: { c.equals($0.rawValue) }) else {
+            guard let c = f.code.token, let code = ChatErrorCode.allCases.first(where: { c.equals(string: $0.rawValue) }) else {
                 throw ServerFrameError("error needs a known code")
             }
             return .reply(.error(ref: ref, code, f.message.string ?? ""))
@@ -141,7 +131,7 @@ extension ServerFrames {
             guard let seq = f.seq.uint else { throw ServerFrameError("read needs seq") }
             return .read(try conversationID(f.conversation), user: try person(f.user, s, "user"), seq: seq)
         case .presence:
-            guard let st = f.status.token, let status = PresenceStatus.allCases.first(where: { st.equals($0.rawValue) }) else {
+            guard let st = f.status.token, let status = PresenceStatus.allCases.first(where: { st.equals(string: $0.rawValue) }) else {
                 throw ServerFrameError("presence needs a known status")
             }
             guard let at = f.user.objectStart else { throw ServerFrameError("presence needs user") }
@@ -227,7 +217,7 @@ extension ServerFrames {
         }
         do throws(ServerFrameError) {
             guard isObject else { throw ServerFrameError("a conversation is an object") }
-            guard let st = status.token, let state = ConversationStatus.allCases.first(where: { st.equals($0.rawValue) }) else {
+            guard let st = status.token, let state = ConversationStatus.allCases.first(where: { st.equals(string: $0.rawValue) }) else {
                 throw ServerFrameError("a conversation needs a known status")
             }
             guard let last = lastSeq.uint, let read = readSeq.uint else { throw ServerFrameError("a conversation needs lastSeq and readSeq") }
@@ -246,7 +236,7 @@ extension ServerFrames {
 
     static func role(_ slot: JSONSlot) -> ChatRole? {
         guard let t = slot.token else { return nil }
-        return ChatRole.allCases.first { t.equals($0.rawValue) }
+        return ChatRole.allCases.first { t.equals(string: $0.rawValue) }
     }
 
     /// `{"id","role","name"}`; a missing name reads as the id.

@@ -65,5 +65,31 @@ final class RecordCodecTests: XCTestCase {
         XCTAssertEqual(ConversationID(id.description), id)
         XCTAssertEqual(ConversationID(high: 0, low: 1).description, "00000000-0000-0000-0000-000000000001")
         XCTAssertNil(ConversationID("not-a-uuid"))
+        XCTAssertEqual(ConversationID("0123456789ABCDEFfedcba9876543210"), id, "dashes are optional, case is not significant")
+        XCTAssertEqual(ConversationID("01234567-89AB-CDEF-FEDC-BA9876543210"), id)
+    }
+
+    /// The canonical 36-byte form is parsed eight digits at a time: every byte value at every
+    /// position must give what the digit-by-digit reading gives.
+    func testConversationIDWordParserAgreesWithDigitByDigit() {
+        func reference(_ b: [UInt8]) -> ConversationID? {
+            var h: UInt64 = 0, l: UInt64 = 0, n = 0
+            for c in b where c != UInt8(ascii: "-") {
+                guard c < 0x80, let d = Character(Unicode.Scalar(c)).hexDigitValue else { return nil }
+                guard n < 32 else { return nil }
+                if n < 16 { h = h << 4 | UInt64(d) } else { l = l << 4 | UInt64(d) }
+                n += 1
+            }
+            return n == 32 ? ConversationID(high: h, low: l) : nil
+        }
+        let base = Array("0b6e3f9a-4A0c-4c8e-9f41-1a2b3c4d5e6f".utf8)
+        for i in base.indices {
+            for v in 0...255 {
+                var b = base
+                b[i] = UInt8(v)
+                let got = b.withUnsafeBufferPointer { ConversationID(utf8: $0) }
+                XCTAssertEqual(got, reference(b), "byte \(v) at \(i)")
+            }
+        }
     }
 }

@@ -71,6 +71,17 @@ final class ProtocolVectorTests: XCTestCase {
         }
     }
 
+    /// A member name written with escapes is the same name: both decoders read it.
+    func testEscapedMemberNamesAreTheirDecodedNames() throws {
+        let c = "7d444840-9dc0-4b0e-a6b5-7f1c2a3b4c5d", id = try XCTUnwrap(ConversationID(c))
+        let req = #"{"t\u0079pe":"typing","\u0063onversation":"\#(c)","active":tru\u0065}"#
+        XCTAssertNil(try? ClientFrames.parse(Array(req.utf8)).get(), "an escape in a literal is no literal")
+        let ok = #"{"t\u0079pe":"typing","\u0063onversation":"\#(c)","act\u0069ve":true}"#
+        XCTAssertEqual(try ClientFrames.parse(Array(ok.utf8)).get().request, .typing(id, active: true))
+        let ack = #"{"type":"ack","ref":"r1","\u0063onversation":"\#(c)","s\u0065q":3,"ts":5,"clientMsgId":"m"}"#
+        XCTAssertEqual(try ServerFrames.decode(Array(ack.utf8)).get(), .reply(.ack(ref: "r1", conversation: id, seq: 3, ts: 5, clientMsgId: "m")))
+    }
+
     func testUnknownServerFrameTypesAndBadFramesAreErrorsNotTraps() {
         for bad in [#"{"type":"conversation.deleted"}"#, #"{"type":"message"}"#, "[]", "{", #"{"type":"ack","seq":-1,"conversation":"x"}"#,
                     #"{"type":"welcome","session":"s","epoch":"e","user":{"id":"a","role":"admin"},"conversations":[]}"#] {

@@ -58,10 +58,12 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    // A client's message.send and the stored event it becomes: what every node parses per message.
-    let send = Array(#"{"type":"message.send","ref":"r-12","conversation":"0b6e3f9a-4a0c-4c8e-9f41-1a2b3c4d5e6f","clientMsgId":"c1-000042","text":"Hi, my order 1042 arrived damaged: the box was crushed."}"#.utf8)
+    // A client's message.send of 200 bytes and the stored event it becomes: what every node parses
+    // per message. Target (issue 15): at most 2 allocations to decode the request (the text).
+    let send = Array(#"{"type":"message.send","ref":"r-12","conversation":"0b6e3f9a-4a0c-4c8e-9f41-1a2b3c4d5e6f","clientMsgId":"c1-000042","text":"Hi, my order 1042 arrived damaged: the box was crushed, the mug is broken."}"#.utf8)
+    precondition(send.count == 200)
     let stored = Array(#"{"type":"message","conversation":"0b6e3f9a-4a0c-4c8e-9f41-1a2b3c4d5e6f","seq":17,"ts":1764670000123,"from":{"id":"cust-42","role":"customer","name":"Ada Lovelace"},"text":"Hi, my order 1042 arrived damaged: the box was crushed.","clientMsgId":"c1-000042"}"#.utf8)
-    Benchmark("ClientFrames.parse: message.send") { benchmark in
+    Benchmark("ClientFrames.parse: message.send of 200 bytes") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(ClientFrames.parse(send)) }
     }
     Benchmark("JSONParser.parse: the same message.send") { benchmark in
@@ -72,6 +74,11 @@ let benchmarks: @Sendable () -> Void = {
     }
     Benchmark("ServerFrames.decodeEvent: a stored message event") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(ServerFrames.decodeEvent(stored)) }
+    }
+    Benchmark("JSONScanner.skip: the same message.send (checking every byte, building nothing)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(send.withUnsafeBytes { b in var s = JSONScanner(b); return (try? s.skip()) != nil })
+        }
     }
 
     Benchmark("HTTPRequestParser: WebSocket upgrade request") { benchmark in
