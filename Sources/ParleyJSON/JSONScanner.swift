@@ -224,8 +224,10 @@ public struct JSONScanner {
                 let w = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self))
                 let q = w ^ (ones &* 0x22), e = w ^ (ones &* 0x5C)
                 let flagged = (((q &- ones) & ~q) | ((e &- ones) & ~e) | ((w &- ones &* 0x20) & ~w)) & highs
-                guard flagged == 0 else { i &+= flagged.trailingZeroBitCount >> 3; break }
+                // The whole word counts for UTF-8, also the bytes before the special one (bytes
+                // after it may not be the string's: then the check runs for nothing, no harm).
                 high |= w
+                guard flagged == 0 else { i &+= flagged.trailingZeroBitCount >> 3; break }
                 i &+= 8
             }
             guard i < n else { throw failing(i, "unterminated string") }

@@ -98,4 +98,18 @@ final class JSONParserTests: XCTestCase {
             return ms.allSatisfy { m in o[m.key].map { same(m.value, $0) } ?? false }
         }
     }
+
+    /// Strings are scanned a word at a time: a bad UTF-8 byte is refused wherever it falls in the
+    /// word, also just before the closing quote (a fuzzer found that case once).
+    func testInvalidUTF8IsRefusedAtEveryPositionInAWord() {
+        for lead in 0..<16 {
+            for bad: [UInt8] in [[0xFF], [0xC3], [0xE2, 0x82], [0x80]] {
+                let bytes = [UInt8(ascii: "\"")] + Array(repeating: UInt8(ascii: "a"), count: lead) + bad + [UInt8(ascii: "\"")]
+                guard case .failure(let f) = JSONParser.parse(bytes) else { XCTFail("accepted \(bad) after \(lead) bytes"); continue }
+                XCTAssertTrue(f.reason.contains("UTF-8"), f.reason)
+            }
+            let good = [UInt8(ascii: "\"")] + Array(repeating: UInt8(ascii: "a"), count: lead) + Array("é😀".utf8) + [UInt8(ascii: "\"")]
+            XCTAssertEqual(try? JSONParser.parse(good).get(), .string(String(repeating: "a", count: lead) + "é😀"))
+        }
+    }
 }
