@@ -8,29 +8,24 @@
 @_cdecl("LLVMFuzzerTestOneInput")
 public func protocolFramesFuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = UnsafeRawBufferPointer(start: data, count: size)
-    switch ClientFrames.parse(input) {
-    case .failure(let e):
-        precondition(!e.message.isEmpty, "a request error without a message")
-    case .success(let f):
-        let out = ClientFrames.encode(f)
-        guard case .success(let again) = ClientFrames.parse(out) else {
-            preconditionFailure("its own request refused: \(String(decoding: out, as: UTF8.self))")
-        }
-        precondition(again == canonical(f), "request round trip changed it: \(String(decoding: out, as: UTF8.self))")
-        precondition(ClientFrames.encode(again) == out, "request encoding not stable")
-    }
-    switch ServerFrames.decode(input) {
-    case .failure(let e):
-        precondition(!e.message.isEmpty, "a server-frame error without a message")
-    case .success(let f):
-        let out = ServerFrames.encode(f)
-        guard case .success(let again) = ServerFrames.decode(out) else {
-            preconditionFailure("its own server frame refused: \(String(decoding: out, as: UTF8.self))")
-        }
-        precondition(again == f, "server-frame round trip changed it: \(String(decoding: out, as: UTF8.self))")
-        precondition(ServerFrames.encode(again) == out, "server-frame encoding not stable")
-    }
+    check(ClientFrames.parse(input), ClientFrames.encode, ClientFrames.parse, canonical, \.message)
+    check(ServerFrames.decode(input), ServerFrames.encode, ServerFrames.decode, { $0 }, \.message)
     return 0
+}
+
+/// One direction: an error says why; an accepted frame encodes to bytes that decode to it again
+/// and encode the same.
+private func check<F: Equatable, E: Error>(_ decoded: Result<F, E>, _ encode: (F) -> [UInt8], _ decode: ([UInt8]) -> Result<F, E>,
+                                           _ canonical: (F) -> F, _ message: KeyPath<E, String>) {
+    switch decoded {
+    case .failure(let e):
+        precondition(!e[keyPath: message].isEmpty, "an error without a message")
+    case .success(let f):
+        let out = encode(f)
+        guard case .success(let again) = decode(out) else { preconditionFailure("its own frame refused: \(String(decoding: out, as: UTF8.self))") }
+        precondition(again == canonical(f), "round trip changed it: \(String(decoding: out, as: UTF8.self))")
+        precondition(encode(again) == out, "encoding not stable")
+    }
 }
 
 private func canonical(_ f: ClientFrame) -> ClientFrame {

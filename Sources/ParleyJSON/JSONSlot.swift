@@ -38,14 +38,6 @@ extension JSONScanner {
     }
 }
 
-extension JSONString {
-    /// Whether the decoded text is exactly `name` (a wire name from an enum's raw value).
-    public func equals(string name: String) -> Bool {
-        guard !escaped else { return string == name }
-        return name.utf8.withContiguousStorageIfAvailable { equals(utf8: $0) } ?? (string == name)
-    }
-}
-
 extension JSONScanner {
     /// Walks the object that starts at `offset` (checked by an earlier pass, as a slot's is):
     /// `take` gets each member's name and takes or skips its value. False if it is no object.

@@ -19,6 +19,12 @@ public struct JSONString {
         return Self.same(raw, name.baseAddress, name.count)
     }
 
+    /// Whether the decoded text is exactly `name` (a wire name from an enum's raw value).
+    public func equals(string name: String) -> Bool {
+        guard !escaped else { return string == name }
+        return name.utf8.withContiguousStorageIfAvailable { equals(utf8: $0) } ?? (string == name)
+    }
+
     /// A plain loop: names are short, and `elementsEqual` over buffers is not specialised into one.
     @inlinable @inline(__always) @usableFromInline
     static func same(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafePointer<UInt8>?, _ n: Int) -> Bool {

@@ -207,7 +207,7 @@ public enum ClientFrames {
             }
             return .history(c, before: before, limit: limit)
         case .agentStatus:
-            guard let t = f.status.token, let st = AgentStatus.allCases.first(where: { t.equals(string: $0.rawValue) }) else {
+            guard let t = f.status.token, let st = AgentStatus(wireName: t) else {
                 throw Invalid(message: "status must be available, away or offline")
             }
             return .agentStatus(st)

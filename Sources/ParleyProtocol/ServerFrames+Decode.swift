@@ -90,15 +90,7 @@ extension ServerFrames {
         case .welcome:
             guard let session = f.session.string, let epoch = f.epoch.string else { throw ServerFrameError("welcome needs session and epoch") }
             let user = try person(f.user, s, "user")
-            var views: [ConversationView] = []
-            guard let at = f.conversations.arrayStart else { throw ServerFrameError("welcome needs conversations") }
-            var bad: ServerFrameError?
-            _ = s.eachElement(at: at) { (r: inout JSONScanner) throws(JSONScanner.Failure) in
-                let v = view(r.valueStart(), s)
-                try r.skip()
-                switch v { case .success(let v): views.append(v); case .failure(let e): bad = e }
-            }
-            if let bad { throw bad }
+            let views = try array(f.conversations, s, "welcome needs conversations") { view($0, s) }
             return .welcome(Welcome(session: session, epoch: epoch, user: user, conversations: views))
         case .ack:
             var c: ConversationID? = nil
@@ -108,21 +100,13 @@ extension ServerFrames {
             guard let at = f.conversation.objectStart else { throw ServerFrameError("conversation.opened needs its conversation") }
             return .reply(.opened(ref: ref, try view(at, s).get()))
         case .error:
-            guard let c = f.code.token, let code = ChatErrorCode.allCases.first(where: { c.equals(string: $0.rawValue) }) else {
+            guard let c = f.code.token, let code = ChatErrorCode(wireName: c) else {
                 throw ServerFrameError("error needs a known code")
             }
             return .reply(.error(ref: ref, code, f.message.string ?? ""))
         case .history:
             let c = try conversationID(f.conversation)
-            guard let at = f.events.arrayStart else { throw ServerFrameError("history needs events") }
-            var events: [SequencedEvent] = []
-            var bad: ServerFrameError?
-            _ = s.eachElement(at: at) { (r: inout JSONScanner) throws(JSONScanner.Failure) in
-                let start = r.valueStart()
-                try r.skip()
-                switch eventObject(at: start, s) { case .success(let e): events.append(e); case .failure(let e): bad = e }
-            }
-            if let bad { throw bad }
+            let events = try array(f.events, s, "history needs events") { eventObject(at: $0, s) }
             return .history(ref: ref, conversation: c, events: events)
         case .typing:
             guard let active = f.active.bool else { throw ServerFrameError("typing needs active") }
@@ -131,33 +115,13 @@ extension ServerFrames {
             guard let seq = f.seq.uint else { throw ServerFrameError("read needs seq") }
             return .read(try conversationID(f.conversation), user: try person(f.user, s, "user"), seq: seq)
         case .presence:
-            guard let st = f.status.token, let status = PresenceStatus.allCases.first(where: { st.equals(string: $0.rawValue) }) else {
+            guard let st = f.status.token, let status = PresenceStatus(wireName: st) else {
                 throw ServerFrameError("presence needs a known status")
             }
-            guard let at = f.user.objectStart else { throw ServerFrameError("presence needs user") }
-            var id: String?, role: ChatRole?
-            _ = s.eachMember(at: at) { (k: JSONString, r: inout JSONScanner) throws(JSONScanner.Failure) in
-                if k.equals("id") { id = try r.slot().string } else if k.equals("role") { role = Self.role(try r.slot()) } else { try r.skip() }
-            }
-            guard let id, let role else { throw ServerFrameError("presence needs user id and role") }
-            return .presence(userId: id, role: role, status: status)
+            let user = try person(f.user, s, "presence user")
+            return .presence(userId: user.id, role: user.role, status: status)
         case .queue:
-            guard let at = f.waiting.arrayStart else { throw ServerFrameError("queue needs waiting") }
-            var entries: [QueueEntry] = []
-            var bad = false
-            _ = s.eachElement(at: at) { (r: inout JSONScanner) throws(JSONScanner.Failure) in
-                guard try r.peek() == .object else { bad = true; return try r.skip() }
-                var c = JSONSlot.absent, customer = JSONSlot.absent, since = JSONSlot.absent
-                try r.beginObject()
-                while let k = try r.nextKey() {
-                    if k.equals("conversation") { c = try r.slot() } else if k.equals("customer") { customer = try r.slot() }
-                    else if k.equals("since") { since = try r.slot() } else { try r.skip() }
-                }
-                guard let id = try? conversationID(c), let p = try? person(customer, s, "customer"), let ms = since.int else { bad = true; return }
-                entries.append(QueueEntry(conversation: id, customer: p, sinceMs: ms))
-            }
-            if bad { throw ServerFrameError("queue entries need conversation, customer and since") }
-            return .queue(entries)
+            return .queue(try array(f.waiting, s, "queue needs waiting") { queueEntry(at: $0, s) })
         case .resumeFailed:
             guard let c = f.conversation.string, let reason = f.reason.string else { throw ServerFrameError("resume_failed needs conversation and reason") }
             return .resumeFailed(conversation: c, reason: reason)
@@ -217,7 +181,7 @@ extension ServerFrames {
         }
         do throws(ServerFrameError) {
             guard isObject else { throw ServerFrameError("a conversation is an object") }
-            guard let st = status.token, let state = ConversationStatus.allCases.first(where: { st.equals(string: $0.rawValue) }) else {
+            guard let st = status.token, let state = ConversationStatus(wireName: st) else {
                 throw ServerFrameError("a conversation needs a known status")
             }
             guard let last = lastSeq.uint, let read = readSeq.uint else { throw ServerFrameError("a conversation needs lastSeq and readSeq") }
@@ -229,6 +193,40 @@ extension ServerFrames {
         }
     }
 
+    /// The elements of an array member, each read by `item` from where it starts; the first
+    /// element `item` refuses is the frame's error.
+    static func array<T>(_ slot: JSONSlot, _ s: JSONScanner, _ missing: String,
+                         _ item: (Int) -> Result<T, ServerFrameError>) throws(ServerFrameError) -> [T] {
+        guard let at = slot.arrayStart else { throw ServerFrameError(missing) }
+        var out: [T] = []
+        var bad: ServerFrameError?
+        _ = s.eachElement(at: at) { (r: inout JSONScanner) throws(JSONScanner.Failure) in
+            let start = r.valueStart()
+            try r.skip()
+            guard bad == nil else { return }
+            switch item(start) { case .success(let v): out.append(v); case .failure(let e): bad = e }
+        }
+        if let bad { throw bad }
+        return out
+    }
+
+    /// `{"conversation","customer","since"}` of a queue frame.
+    static func queueEntry(at offset: Int, _ s: JSONScanner) -> Result<QueueEntry, ServerFrameError> {
+        var c = JSONSlot.absent, customer = JSONSlot.absent, since = JSONSlot.absent
+        let isObject = s.eachMember(at: offset) { (k: JSONString, r: inout JSONScanner) throws(JSONScanner.Failure) in
+            switch k.raw.count {
+            case 5 where k.equals("since"): since = try r.slot()
+            case 8 where k.equals("customer"): customer = try r.slot()
+            case 12 where k.equals("conversation"): c = try r.slot()
+            default: try r.skip()
+            }
+        }
+        guard isObject, let id = try? conversationID(c), let p = try? person(customer, s, "customer"), let ms = since.int else {
+            return .failure(ServerFrameError("queue entries need conversation, customer and since"))
+        }
+        return .success(QueueEntry(conversation: id, customer: p, sinceMs: ms))
+    }
+
     static func conversationID(_ slot: JSONSlot) throws(ServerFrameError) -> ConversationID {
         guard let t = slot.token, let c = t.withUTF8({ ConversationID(utf8: $0) }) else { throw ServerFrameError("conversation (an id) is required") }
         return c
@@ -236,7 +234,7 @@ extension ServerFrames {
 
     static func role(_ slot: JSONSlot) -> ChatRole? {
         guard let t = slot.token else { return nil }
-        return ChatRole.allCases.first { t.equals(string: $0.rawValue) }
+        return ChatRole(wireName: t)
     }
 
     /// `{"id","role","name"}`; a missing name reads as the id.

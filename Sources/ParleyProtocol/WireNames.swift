@@ -64,3 +64,12 @@ extension EventType {
         self = t
     }
 }
+
+extension CaseIterable where Self: RawRepresentable, RawValue == String {
+    /// The case a token spells, for the small enums of member values (roles, statuses, error
+    /// codes); the `type` of every frame goes through a `WireNameTable` instead.
+    public init?(wireName s: JSONString) {
+        guard let v = Self.allCases.first(where: { s.equals(string: $0.rawValue) }) else { return nil }
+        self = v
+    }
+}
