@@ -10,7 +10,7 @@ let package = Package(
         .executable(name: "parley-load", targets: ["ParleyLoad"]),
         .library(name: "ParleyClient", targets: ["ParleyClient"]),
         // For LoadTests/Benchmarks (its own package): the pure codecs, measured in isolation.
-        .library(name: "ParleyCodecs", targets: ["ParleyWebSocket", "ParleyHTTP", "ParleyJSON", "ParleyProtocol"]),
+        .library(name: "ParleyCodecs", targets: ["ParleyWebSocket", "ParleyHTTP", "ParleyUTF8", "ParleyJSON", "ParleyProtocol"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -39,7 +39,9 @@ let package = Package(
         .target(name: "ParleyLog", dependencies: ["CParleySys", .product(name: "Logging", package: "swift-log")]),
         .target(name: "ParleyChat", dependencies: ["ParleyLog"]),
         // A strict JSON parser without Foundation's bridging: client frames, stored events, NATS replies.
-        .target(name: "ParleyJSON"),
+        .target(name: "ParleyJSON", dependencies: ["ParleyUTF8"]),
+        // UTF-8 validation (word at a time, incremental): WebSocket text frames and JSON strings.
+        .target(name: "ParleyUTF8"),
         // The NATS client protocol (issue 13's cluster mode rides on it): pure parser and encoders.
         .target(name: "ParleyNATS", dependencies: ["ParleyTransport", "ParleyLog", .product(name: "Logging", package: "swift-log")]),
         // The browser side: the JavaScript SDK, the agent console, the customer widget, the demo shop.
@@ -47,7 +49,7 @@ let package = Package(
         .target(name: "ParleyProtocol", dependencies: ["ParleyChat", "ParleyLog", "ParleyJSON"]),
         .target(
             name: "ParleyWebSocket",
-            dependencies: ["ParleyTransport", "ParleyHTTP", "COpenSSL", "CZlib"]
+            dependencies: ["ParleyTransport", "ParleyHTTP", "ParleyUTF8", "COpenSSL", "CZlib"]
         ),
         .target(
             name: "ParleyServer",
@@ -83,7 +85,7 @@ let package = Package(
             ],
             path: "LoadTests/ParleyLoad"
         ),
-        .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket"]),
+        .testTarget(name: "ParleyWebSocketTests", dependencies: ["ParleyWebSocket", "ParleyUTF8"]),
         .testTarget(name: "ParleyHTTPTests", dependencies: ["ParleyHTTP"]),
         .testTarget(name: "ParleyJSONTests", dependencies: ["ParleyJSON"]),
         .testTarget(name: "ParleyWebTests", dependencies: ["ParleyWeb", "ParleyHTTP"]),

@@ -12,19 +12,25 @@ build() { # name, harness, sources...
   swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name "${name//-/_}" "$@" -o "$out/$name" \
     >"$out/$name.build.log" 2>&1 || { cat "$out/$name.build.log"; exit 1; }
 }
-build frame-reader-fuzz LoadTests/Fuzz/FrameReaderFuzz.swift Sources/ParleyWebSocket/Codec/*.swift
+# Harnesses whose sources span modules compile them as one, their cross-module imports removed.
+flat() { # dir, sources... -> the flattened copies in dir
+  local dir=$1; shift
+  rm -rf "$dir" && mkdir -p "$dir"
+  for f in "$@"; do
+    sed -E 's/^import Parley[A-Za-z0-9]+$//' "$f" > "$dir/$(basename "$(dirname "$f")")-$(basename "$f")"
+  done
+}
+flat "$out/ws-src" Sources/ParleyWebSocket/Codec/*.swift Sources/ParleyUTF8/*.swift
+build frame-reader-fuzz LoadTests/Fuzz/FrameReaderFuzz.swift "$out/ws-src"/*.swift
 build http-parser-fuzz LoadTests/Fuzz/HTTPParserFuzz.swift Sources/ParleyHTTP/Parser/HTTPRequestParser.swift
 build record-codec-fuzz LoadTests/Fuzz/RecordCodecFuzz.swift Sources/ParleyLog/CRC32C.swift Sources/ParleyLog/Record.swift
 build nats-parser-fuzz LoadTests/Fuzz/NATSParserFuzz.swift Sources/ParleyNATS/Protocol/*.swift
-build json-parser-fuzz LoadTests/Fuzz/JSONParserFuzz.swift Sources/ParleyJSON/*.swift
-# The protocol decoders span four modules; compile them as one, their cross-module imports removed.
-proto=$out/protocol-src
-rm -rf "$proto" && mkdir -p "$proto"
-for f in $(ls Sources/ParleyProtocol/*.swift | grep -v ChatReplay) Sources/ParleyChat/Model.swift Sources/ParleyJSON/*.swift \
-         Sources/ParleyLog/Record.swift Sources/ParleyLog/CRC32C.swift; do
-  sed -E 's/^import Parley[A-Za-z]+$//' "$f" > "$proto/$(basename "$(dirname "$f")")-$(basename "$f")"
-done
-build protocol-frames-fuzz LoadTests/Fuzz/ProtocolFramesFuzz.swift "$proto"/*.swift
+flat "$out/json-src" Sources/ParleyJSON/*.swift Sources/ParleyUTF8/*.swift
+build json-parser-fuzz LoadTests/Fuzz/JSONParserFuzz.swift "$out/json-src"/*.swift
+# The protocol decoders: ParleyProtocol, ParleyChat's model, ParleyJSON and ParleyLog's ids.
+flat "$out/protocol-src" $(ls Sources/ParleyProtocol/*.swift | grep -v ChatReplay) Sources/ParleyChat/Model.swift \
+  Sources/ParleyJSON/*.swift Sources/ParleyUTF8/*.swift Sources/ParleyLog/Record.swift Sources/ParleyLog/CRC32C.swift
+build protocol-frames-fuzz LoadTests/Fuzz/ProtocolFramesFuzz.swift "$out/protocol-src"/*.swift
 build inflate-fuzz LoadTests/Fuzz/InflateFuzz.swift Sources/ParleyWebSocket/Compression/Zlib.swift Sources/ParleyWebSocket/Codec/DeflateNegotiation.swift \
   -I Sources/CZlib -lz
 

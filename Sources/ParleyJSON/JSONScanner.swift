@@ -1,3 +1,5 @@
+import ParleyUTF8
+
 /// A pull scanner over one JSON text (RFC 8259): the caller walks objects and arrays and takes
 /// each value as the kind it wants, and nothing is built that the caller does not ask for. It
 /// validates as it goes — strings (UTF-8, escapes, no lone surrogates, no control characters),
@@ -234,7 +236,7 @@ public struct JSONScanner {
             let c = p[i]
             if c == UInt8(ascii: "\"") {
                 let raw = UnsafeBufferPointer(start: p + start, count: i - start)
-                if high & highs != 0, !JSONString.isValidUTF8(raw) { throw failing(i, "invalid UTF-8") }
+                if high & highs != 0, !UTF8Validator.isValid(UnsafeRawBufferPointer(raw)) { throw failing(i, "invalid UTF-8") }
                 offset = i &+ 1
                 return JSONString(raw: raw, escaped: escaped)
             }

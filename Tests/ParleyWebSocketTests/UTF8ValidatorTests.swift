@@ -1,4 +1,5 @@
 import XCTest
+import ParleyUTF8
 @testable import ParleyWebSocket
 
 final class UTF8ValidatorTests: XCTestCase {

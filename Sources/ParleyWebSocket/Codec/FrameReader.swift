@@ -1,3 +1,5 @@
+import ParleyUTF8
+
 /// What the reader hands up. Buffers are borrowed: valid only during the callback.
 public enum FrameEvent {
     case text(UnsafeRawBufferPointer)

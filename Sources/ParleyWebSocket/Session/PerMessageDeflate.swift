@@ -1,5 +1,6 @@
 import Foundation
 import ParleyTransport
+import ParleyUTF8
 
 /// A loop's compression state: one compressor per window size (almost always just one, ~268 KB at
 /// 15 bits), inflaters shared by the connections whose peer resets its context after each message,

@@ -4,6 +4,7 @@ import ParleyHTTP
 import ParleyJSON
 import ParleyProtocol
 import ParleyWebSocket
+import ParleyUTF8
 
 // Target: 0 mallocs to parse and unmask a frame that is complete in the read buffer.
 
