@@ -34,31 +34,35 @@ public final class WebSocketClient: ConnectionHandler {
     public private(set) var state: State = .connecting
     public weak var delegate: WebSocketClientDelegate?
     public private(set) var subprotocol: String?
-    @exclusivity(unchecked) private var reader: FrameReader
+    /// Made when the handshake completes (it needs the connection's loop and the negotiated deflate).
+    public private(set) var endpoint: WebSocketEndpoint!
     /// Nil if OpenSSL cannot compute SHA-1: the handshake then fails with a message, not a trap.
     private let expectedAccept: String?
-    private var serverCloseCode: UInt16?
-    @exclusivity(unchecked) private var closeSent = false
     @exclusivity(unchecked) private var rng: UInt64
     private let offeredCompression: Bool
-    private let maxMessageBytes: Int
-    /// permessage-deflate, when the server accepted the offer.
-    @exclusivity(unchecked) public private(set) var deflate: PerMessageDeflate?
+    private let limits: FrameReaderLimits
+    private let keepAlive: KeepAlive
+    private var closeError: String?
 
-    private init(maxMessageBytes: Int, key: String, seed: UInt64, compression: Bool) {
-        reader = FrameReader(limits: FrameReaderLimits(maxMessageBytes: maxMessageBytes, expectMasked: false))
-        self.maxMessageBytes = maxMessageBytes
+    /// permessage-deflate, when the server accepted the offer.
+    public var deflate: PerMessageDeflate? { endpoint?.deflate }
+
+    private init(maxMessageBytes: Int, key: String, seed: UInt64, compression: Bool, keepAlive: KeepAlive) {
+        limits = FrameReaderLimits(maxMessageBytes: maxMessageBytes, expectMasked: false)
         offeredCompression = compression
         expectedAccept = Handshake.acceptKey(for: key)
         rng = seed | 1
+        self.keepAlive = keepAlive
     }
 
     /// Starts connecting. Call on `loop.queue`. `sourceAddress` binds the local side (for spreading
     /// many connections over 127.0.0.0/8). A `wss://` URL uses `tls` (one context for many clients),
     /// or a fresh context that verifies against the system's trust store. `compression` offers
     /// permessage-deflate (no context takeover either way, so a loop shares one compressor).
+    /// `keepAlive` pings an idle server (default: never; the server pings).
     public static func connect(_ url: WebSocketURL, on loop: Loop, sourceAddress: String? = nil, subprotocols: [String] = [],
                                maxMessageBytes: Int = 16 << 20, tls: TLSContext? = nil, compression: Bool = false,
+                               keepAlive: KeepAlive = KeepAlive(pingIntervalMs: 0),
                                delegate: WebSocketClientDelegate?) throws -> WebSocketClient {
         var context: TLSContext? = nil
         if url.secure {
@@ -78,7 +82,7 @@ public final class WebSocketClient: ConnectionHandler {
         var keyBytes = [UInt8](repeating: 0, count: 16)
         for i in 0..<16 { seed = seed &* 6364136223846793005 &+ 1442695040888963407; keyBytes[i] = UInt8(truncatingIfNeeded: seed >> 33) }
         let key = base64(keyBytes)
-        let client = WebSocketClient(maxMessageBytes: maxMessageBytes, key: key, seed: seed, compression: compression)
+        let client = WebSocketClient(maxMessageBytes: maxMessageBytes, key: key, seed: seed, compression: compression, keepAlive: keepAlive)
         client.delegate = delegate
         guard let c = loop.adopt(fd: fd, handler: client, tls: context, serverName: url.host) else {
             throw ClientError.tls("cannot make a TLS session")
@@ -111,13 +115,9 @@ public final class WebSocketClient: ConnectionHandler {
     }
 
     func send(_ op: Opcode, _ payload: UnsafeRawBufferPointer) {
-        guard state == .open, !closeSent else { return }
-        if !op.isControl, deflate != nil, let z = deflate!.compress(payload, counters: &connection.loop.counters) {
-            connection.loop.counters.compressedSent &+= 1
-            sendMasked(op, z, rsv1: true)
-        } else {
-            sendMasked(op, payload, rsv1: false)
-        }
+        guard state == .open, endpoint.isOpen else { return }
+        let (bytes, rsv1) = endpoint.outgoing(op, payload)
+        sendMasked(op, bytes, rsv1: rsv1)
     }
 
     private func sendMasked(_ op: Opcode, _ payload: UnsafeRawBufferPointer, rsv1: Bool) {
@@ -129,13 +129,19 @@ public final class WebSocketClient: ConnectionHandler {
         }
     }
 
-    /// Sends close and waits for the server's close (the server closes TCP).
-    public func close(_ code: CloseCode = .normal) {
-        guard state == .open, !closeSent else { if state == .connecting { connection.close() }; return }
-        let payload = FrameEncoder.closePayload(code)
-        payload.withUnsafeBytes { send(.close, $0) }
-        closeSent = true
-        connection.deadlineMs = connection.loop.nowMs + 5_000
+    /// Sends close and waits (bounded) for the server's close; the server closes TCP.
+    public func close(_ why: CloseReason = .normal) {
+        guard state == .open else { if state == .connecting { connection.close() }; return }
+        if let until = endpoint.close(why, nowMs: connection.loop.nowMs, perform) { connection.deadlineMs = until }
+    }
+
+    private func perform(_ action: WebSocketEndpoint.Action) {
+        switch action {
+        case .text(let t): delegate?.client(self, text: t)
+        case .binary(let b): delegate?.client(self, binary: b)
+        case .send(let op, let p): sendMasked(op, p, rsv1: false)
+        case .closeTransport: connection.closeAfterFlush()
+        }
     }
 
     // MARK: ConnectionHandler
@@ -147,78 +153,48 @@ public final class WebSocketClient: ConnectionHandler {
                 if bytes.count > 16 * 1024 { fail("handshake response too large") }
                 return 0
             }
-            let head = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[0..<end]), as: UTF8.self)
-            guard head.hasPrefix("HTTP/1.1 101") else {
-                fail("handshake refused: " + String(head.prefix(while: { $0 != "\r" })))
-                return bytes.count
-            }
-            var accept: String?
-            var extensions: [String] = []
-            for line in head.split(separator: "\r\n").dropFirst() {
-                guard let colon = line.firstIndex(of: ":") else { continue }
-                let name = line[..<colon].lowercased()
-                let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t")
-                if name == "sec-websocket-accept" { accept = value }
-                if name == "sec-websocket-protocol" { subprotocol = value }
-                if name == "sec-websocket-extensions" { extensions.append(value) }
-            }
-            guard let expectedAccept else { fail("SHA-1 unavailable in this OpenSSL: cannot check the handshake"); return bytes.count }
-            guard accept == expectedAccept else { fail("bad Sec-WebSocket-Accept"); return bytes.count }
-            if !extensions.isEmpty {
-                guard offeredCompression else { fail("server answered an extension that was not offered"); return bytes.count }
-                switch DeflateNegotiation.clientAccept(extensions) {
-                case .failure(let why):
-                    fail("bad permessage-deflate answer: \(why)")
-                    return bytes.count
-                case .success(let params):
-                    if let params {
-                        deflate = PerMessageDeflate(params, isServer: false, loop: c.loop, policy: DeflatePolicy())
-                        reader.limits.allowRSV1 = true
-                    }
-                }
-            }
+            guard let deflate = handshake(UnsafeRawBufferPointer(rebasing: bytes[0..<end])) else { return bytes.count }
+            endpoint = WebSocketEndpoint(limits: limits, keepAlive: keepAlive, loop: c.loop)
+            if let params = deflate { endpoint.enableDeflate(params, isServer: false, policy: DeflatePolicy()) }
+            c.deadlineMs = endpoint.firstDeadline(nowMs: c.loop.nowMs) ?? 0
             state = .open
             offset = end + 4
             delegate?.clientOpened(self)
             guard state == .open else { return bytes.count }
         }
-        let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[offset...])
-        let outcome = reader.read(rest) { ev in
-            switch ev {
-            case .text(let t): delegate?.client(self, text: t)
-            case .binary(let b): delegate?.client(self, binary: b)
-            case .ping(let p): send(.pong, p)
-            case .pong: break
-            case .compressed(let op, let data):
-                guard deflate != nil else { return false }
-                switch deflate!.inflate(op, data, cap: maxMessageBytes, counters: &c.loop.counters) {
-                case .message(let m):
-                    if op == .text { delegate?.client(self, text: m) } else { delegate?.client(self, binary: m) }
-                case .failed(let code, let reason):
-                    fail("bad compressed message from the server: \(reason) (\(code.rawValue))")
-                    return false
-                }
-            case .close(let code, _):
-                serverCloseCode = code
-                if !closeSent {
-                    let payload = code.map { FrameEncoder.closePayload(CloseCode($0)) } ?? []
-                    payload.withUnsafeBytes { send(.close, $0) }
-                    closeSent = true
-                }
-                connection.closeAfterFlush()
-                return false
-            }
-            return state == .open && connection.isOpen
-        }
-        switch outcome {
-        case .consumed(let n): return offset + n
-        case .fail(let code):
-            fail("server broke the protocol (\(code.rawValue))")
-            return bytes.count
-        }
+        return offset + endpoint.read(UnsafeMutableRawBufferPointer(rebasing: bytes[offset...]), perform)
     }
 
-    private var closeError: String?
+    /// Checks the server's answer. Nil: refused (the connection is failing); else the negotiated
+    /// permessage-deflate parameters, if any.
+    private func handshake(_ headBytes: UnsafeRawBufferPointer) -> DeflateParameters?? {
+        let head = String(decoding: headBytes, as: UTF8.self)
+        guard head.hasPrefix("HTTP/1.1 101") else {
+            fail("handshake refused: " + String(head.prefix(while: { $0 != "\r" })))
+            return nil
+        }
+        var accept: String?
+        var extensions: [String] = []
+        for line in head.split(separator: "\r\n").dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let name = line[..<colon].lowercased()
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t")
+            if name == "sec-websocket-accept" { accept = value }
+            if name == "sec-websocket-protocol" { subprotocol = value }
+            if name == "sec-websocket-extensions" { extensions.append(value) }
+        }
+        guard let expectedAccept else { fail("SHA-1 unavailable in this OpenSSL: cannot check the handshake"); return nil }
+        guard accept == expectedAccept else { fail("bad Sec-WebSocket-Accept"); return nil }
+        guard !extensions.isEmpty else { return .some(nil) }
+        guard offeredCompression else { fail("server answered an extension that was not offered"); return nil }
+        switch DeflateNegotiation.clientAccept(extensions) {
+        case .failure(let why):
+            fail("bad permessage-deflate answer: \(why)")
+            return nil
+        case .success(let params):
+            return .some(params)
+        }
+    }
 
     private func fail(_ why: String) {
         closeError = why
@@ -231,18 +207,26 @@ public final class WebSocketClient: ConnectionHandler {
         return nil
     }
 
-    public func connectionDeadline(_ c: Connection, nowMs: UInt64) { c.close(.timeout) }
-    public func connectionOverflow(_ c: Connection) { fail("send queue overflow"); }
+    public func connectionDeadline(_ c: Connection, nowMs: UInt64) {
+        guard state == .open else { return c.close(.timeout) }
+        switch endpoint.tick(nowMs: nowMs, lastReadMs: c.lastReadMs, perform) {
+        case .drop: closeError = closeError ?? "the server stopped answering"; c.close(.timeout)
+        case .wait(let until): c.deadlineMs = until
+        }
+    }
+
+    public func connectionOverflow(_ c: Connection) { fail("send queue overflow") }
 
     public func connectionClosed(_ c: Connection) {
         let wasOpen = state
         state = .closed
         var err = closeError
+        if err == nil, let f = endpoint?.failure { err = "server broke the protocol (\(f))" }
         if err == nil, c.closeReason == .tls { err = "TLS: " + (c.tlsFailure ?? "handshake failed") }
-        if err == nil, serverCloseCode == nil, !closeSent {
+        if err == nil, endpoint?.peerClosed != true, endpoint?.closeSent != true {
             err = wasOpen == .connecting ? "connection failed" : "connection lost (\(c.closeReason))"
         }
-        delegate?.clientClosed(self, code: serverCloseCode, error: err)
+        delegate?.clientClosed(self, code: endpoint?.peerCloseCode, error: err)
     }
 }
 

@@ -254,7 +254,7 @@ public final class Server {
             for loop in group.loops {
                 loop.queue.async {
                     loop.forEachConnection { c in
-                        if let ws = c.handler as? WebSocketSession { ws.close(.goingAway, reason: "server shutting down") } else { c.closeAfterFlush() }
+                        if let ws = c.handler as? WebSocketSession { ws.close(.shuttingDown) } else { c.closeAfterFlush() }
                     }
                 }
             }

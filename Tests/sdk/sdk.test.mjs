@@ -1,7 +1,8 @@
 // The JavaScript SDK against the real server (node --test; Node 20 needs --experimental-websocket).
 import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
-import { connect, MemoryStore, ParleyError, ErrorCode, mergeEvents, backoffDelay, tokenSubject } from '../../Sources/ParleyWeb/Resources/sdk/parley.js';
+import { connect, MemoryStore, ParleyError, ErrorCode, mergeEvents, backoffDelay, tokenSubject, reconnectAdvice } from '../../Sources/ParleyWeb/Resources/sdk/parley.js';
 import { Server, next, until, unique, CuttableSocket } from './harness.mjs';
 
 const fast = { initialMs: 20, maxMs: 400 };  // quick retries: these tests restart servers
@@ -24,6 +25,12 @@ async function pair(server, { store, WebSocket } = {}) {
   await customer.ready;
   return { agent, customer, cust, ag };
 }
+
+test('close advice: the same table as the server and the Swift SDK (vectors/ws/close-advice.jsonl)', () => {
+  const rows = readFileSync(new URL('../../Protocol/vectors/ws/close-advice.jsonl', import.meta.url), 'utf8').trim().split('\n').map(JSON.parse);
+  assert.ok(rows.length > 5);
+  for (const { code, advice } of rows) assert.equal(reconnectAdvice(code), advice, `close code ${code}`);
+});
 
 test('pure helpers: backoff, token subject, merge', () => {
   assert.equal(backoffDelay(0, { initialMs: 100, maxMs: 1000 }, () => 0), 50);

@@ -74,7 +74,7 @@ final class ChatSession: WebSocketDelegate {
             }
         case .verifying, .joining:
             guard case .success(let f) = parsed else { return refuse(parsed) }
-            guard early.count < ChatSession.maxEarlyFrames else { return ws.fail(.policyViolation, reason: "too many requests before welcome") }
+            guard early.count < ChatSession.maxEarlyFrames else { return ws.fail(.tooManyEarlyRequests) }
             early.append((f, service.cluster == nil ? [] : Array(text)))
         case .ready:
             guard case .success(let f) = parsed else { return refuse(parsed) }
@@ -86,7 +86,7 @@ final class ChatSession: WebSocketDelegate {
     }
 
     func webSocket(_ ws: WebSocketSession, binary: UnsafeRawBufferPointer) {
-        ws.close(.unsupportedData, reason: "protocol v1 is JSON in text frames")
+        ws.close(.binaryNotSupported)
     }
 
     func webSocketClosed(_ ws: WebSocketSession) {
@@ -168,7 +168,7 @@ final class ChatSession: WebSocketDelegate {
 
     private func countRefusal() {
         refusedInARow += 1
-        if refusedInARow >= ChatSession.abuseLimit { ws?.close(.policyViolation, reason: "too many refused requests") }
+        if refusedInARow >= ChatSession.abuseLimit { ws?.close(.tooManyRefused) }
     }
 
     private func reply(_ payload: [UInt8]) {
@@ -178,7 +178,7 @@ final class ChatSession: WebSocketDelegate {
     private func unauthorized(_ why: String) {
         reply(ServerFrames.error(ref: nil, .unauthorized, why))
         state = .closed
-        ws?.close(.unauthorized, reason: "unauthorized")
+        ws?.close(.unauthorized)
     }
 
     static func describe(_ e: Error) -> String {

@@ -103,7 +103,7 @@ public struct PerMessageDeflate {
         /// In loop scratch: valid until the next inflate on this loop. Text is valid UTF-8.
         case message(UnsafeRawBufferPointer)
         /// `1009` past the cap, `1007` for bad deflate data or text that is not UTF-8.
-        case failed(CloseCode, reason: String)
+        case failed(CloseReason)
     }
 
     /// Inflates a whole compressed message (`op` text or binary) into loop scratch, at most `cap`
@@ -116,16 +116,16 @@ public struct PerMessageDeflate {
             if own == nil { own = Inflater(windowBits: receiveBits) }
             inflater = own
         }
-        guard let inflater else { return .failed(.internalError, reason: "no inflater") }
+        guard let inflater else { return .failed(.noInflater) }
         counters.inflateRuns &+= 1
         let out = state.inflateBuffer(cap + 1)
         switch inflater.inflate(data, into: out, cap: cap, keepContext: !peerResets) {
         case .ok(let n):
             let m = UnsafeRawBufferPointer(start: out, count: n)
-            if op == .text, !UTF8Validator.isValid(m) { return .failed(.invalidPayload, reason: "invalid UTF-8") }
+            if op == .text, !UTF8Validator.isValid(m) { return .failed(.invalidUTF8) }
             return .message(m)
-        case .tooBig: return .failed(.messageTooBig, reason: "message too big")
-        case .corrupt: return .failed(.invalidPayload, reason: "invalid compressed data")
+        case .tooBig: return .failed(.messageTooBig)
+        case .corrupt: return .failed(.invalidCompressed)
         }
     }
 }

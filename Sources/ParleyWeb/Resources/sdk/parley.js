@@ -18,6 +18,20 @@ export const CloseCode = Object.freeze({
   policyViolation: 1008, messageTooBig: 1009, internalError: 1011, unauthorized: 4001,
 });
 
+/**
+ * What to do after the server closed with a code (SPEC §2.5, the same table as the server's
+ * `CloseCode.advice` and the Swift SDK): 'no' (we asked), 'soon' (1001: the server is going away;
+ * reconnect within a second, to the next URL), 'newToken' (4001), 'afterBackoff' (anything else).
+ */
+export function reconnectAdvice(code) {
+  switch (code) {
+    case CloseCode.normal: return 'no';
+    case CloseCode.goingAway: return 'soon';
+    case CloseCode.unauthorized: return 'newToken';
+    default: return 'afterBackoff';
+  }
+}
+
 /** Error codes of `{"type":"error"}` (SPEC §4.1), and the SDK's own (`disconnected`, `closed`). */
 export const ErrorCode = Object.freeze({
   invalidRequest: 'invalid_request', unauthorized: 'unauthorized', forbidden: 'forbidden',
@@ -338,7 +352,8 @@ export class ParleyClient {
     if (wasOpen) this._resetReady();
     if (this._stopped) return;
     this._emit('disconnected', { code, reason });
-    if (code === CloseCode.unauthorized) {
+    const advice = reconnectAdvice(code);
+    if (advice === 'newToken') {
       this._authFailures += 1;
       if (this._authFailures >= 2) { this._unauthorized(reason || 'token refused'); return; }
       // Once: ask the app for a new token and try again at once.
@@ -346,7 +361,7 @@ export class ParleyClient {
       this._timer = setTimeout(() => this._connect(), 0);
       return;
     }
-    if (code === CloseCode.goingAway) {
+    if (advice === 'soon') {
       // The server is shutting down: another node (or this one restarted) very soon.
       this._urlIndex += 1;
       this._setState('reconnecting', { code });
