@@ -72,7 +72,8 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
-        .target(name: "ParleyClient", dependencies: ["ParleyTransport", "ParleyWebSocket"]),
+        // The Swift chat SDK for apps (ChatClient) and the WebSocket client it runs on off Apple platforms.
+        .target(name: "ParleyClient", dependencies: ["ParleyTransport", "ParleyWebSocket", "ParleyProtocol", "ParleyChat", "ParleyLog", "ParleyJSON"]),
         .executableTarget(
             name: "ParleyLoad",
             dependencies: [
@@ -95,6 +96,7 @@ let package = Package(
         .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat", "ParleyLog", "ParleyProtocol"]),
         .testTarget(name: "ParleyProtocolTests", dependencies: ["ParleyProtocol", "ParleyChat", "ParleyLog"]),
         .testTarget(name: "ParleyLogTests", dependencies: ["ParleyLog", .product(name: "PropertyBased", package: "swift-property-based")]),
+        .testTarget(name: "ParleyClientTests", dependencies: ["ParleyClient", "ParleyServer", .product(name: "JWTKit", package: "jwt-kit")]),
         .testTarget(name: "ParleyLoadTests", dependencies: ["ParleyLoad", "ParleyServer", .product(name: "Histogram", package: "hdrhistogram-swift")]),
     ],
     swiftLanguageModes: [.v5]
