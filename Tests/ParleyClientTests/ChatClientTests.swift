@@ -46,13 +46,13 @@ final class ChatClientTests: XCTestCase {
         let agent = client()
         let agentEvents = await EventRecorder.recording(agent)
         let srv = server!
-        let agentWelcome = try await agent.connect { try await srv.token("agent-1", role: "agent") }
+        let agentWelcome = try await within("connect") { try await agent.connect { try await srv.token("agent-1", role: "agent") } }
         XCTAssertEqual(agentWelcome.user.role, .agent)
         try await agent.setStatus(.available)
 
         let customer = client()
         let customerEvents = await EventRecorder.recording(customer)
-        try await customer.connect { try await srv.token("cust-1", role: "customer") }
+        try await within("connect") { try await customer.connect { try await srv.token("cust-1", role: "customer") } }
         let conversation = try await customer.open(order: .last)
         XCTAssertEqual(conversation.order?.id, "order-77", "the conversation opens on the customer's last order")
 
@@ -112,7 +112,7 @@ final class ChatClientTests: XCTestCase {
         let srv = server!
         let customer = client(store: FileStateStore(directory: storeDir()))
         let events = await EventRecorder.recording(customer)
-        try await customer.connect { try await srv.token("cust-kill", role: "customer") }
+        try await within("connect") { try await customer.connect { try await srv.token("cust-kill", role: "customer") } }
         let conversation = try await customer.open(order: .none)
 
         let count = 30
@@ -127,13 +127,13 @@ final class ChatClientTests: XCTestCase {
             }
             if i == count / 3 {
                 // Some acknowledged, the rest in flight or not yet sent: the server dies.
-                _ = try await sends[i / 2].value
+                _ = try await within("an early ack") { [t = sends[i / 2]] in try await t.value }
                 srv.kill()
             }
             if i == 2 * count / 3 { try srv.start() }
         }
         var acks: [MessageAck] = []
-        for t in sends { acks.append(try await t.value) }
+        for (i, t) in sends.enumerated() { acks.append(try await within("the ack of m-\(i)") { try await t.value }) }
         XCTAssertEqual(acks.map(\.clientMsgId), (0..<count).map { "m-\($0)" })
         XCTAssertEqual(acks.map(\.seq), acks.map(\.seq).sorted(), "acks in send order")
         XCTAssertEqual(Set(acks.map(\.seq)).count, count, "one seq per message")
@@ -157,7 +157,7 @@ final class ChatClientTests: XCTestCase {
         let lossy = LossyTransport(dropping: ["{\"type\":\"ack\"", "{\"type\":\"message\""])
         let first = client(store: FileStateStore(directory: dir), transport: lossy)
         let firstEvents = await EventRecorder.recording(first)
-        try await first.connect(tokenProvider: token)
+        try await within("connect") { try await first.connect(tokenProvider: token) }
         let conversation = try await first.open(order: .none)
         let pending = Task { try await first.send(text: "stored, ack lost", in: conversation.id, clientMsgId: "lost-ack") }
         var stored = false
@@ -174,20 +174,49 @@ final class ChatClientTests: XCTestCase {
         }
         await first.close()  // the app is killed
         for t in [pending, offline] {
-            do { _ = try await t.value; XCTFail("not acknowledged in run 1") } catch let e as ChatClientError { XCTAssertEqual(e.code, .closed) }
+            do { _ = try await within("the end of run 1's sends") { try await t.value }; XCTFail("not acknowledged in run 1") } catch let e as ChatClientError { XCTAssertEqual(e.code, .closed) }
         }
 
         // Run 2: a new client on the same store resends both, the server stores each once.
         try srv.start()
         let second = client(store: FileStateStore(directory: dir))
         let secondEvents = await EventRecorder.recording(second)
-        try await second.connect(tokenProvider: token)
+        try await within("connect") { try await second.connect(tokenProvider: token) }
         try await secondEvents.first("the outbox emptied") {
             if case .outbox(let list) = $0 { return list.isEmpty }
             return false
         }
         let history = try await second.history(conversation.id)
         XCTAssertEqual(texts(history), ["stored, ack lost", "typed offline"], "each message stored exactly once, in order")
+    }
+
+    // MARK: epoch
+
+    func testANewEpochResetsTheClientInsteadOfResumingAgainstAnotherHistory() async throws {
+        let srv = server!
+        let store = MemoryStateStore()
+        let customer = client(store: store)
+        let events = await EventRecorder.recording(customer)
+        let old = try await within("connect") { try await customer.connect { try await srv.token("cust-epoch", role: "customer") } }
+        let conversation = try await customer.open(order: .none)
+        _ = try await customer.send(text: "hello", in: conversation.id)
+
+        try srv.restartWithNewHistory()
+        guard case .reset(let previous, let epoch) = try await events.first("reset", where: { if case .reset = $0 { return true } else { return false } })
+        else { return XCTFail() }
+        XCTAssertEqual(previous, old.epoch)
+        XCTAssertNotEqual(epoch, old.epoch)
+        let welcome = try await events.first("the new session's welcome") {
+            if case .welcome(let w) = $0 { return w.epoch != old.epoch }
+            return false
+        }
+        guard case .welcome(let w) = welcome else { return XCTFail() }
+        XCTAssertEqual(w.epoch, epoch)
+        let known = await customer.conversations[conversation.id]
+        XCTAssertNil(known, "what belonged to the old history is forgotten")
+        XCTAssertEqual(store.load(user: "cust-epoch")?.positions[conversation.id.description], nil)
+        let fresh = try await customer.open(order: .none)
+        XCTAssertNotEqual(fresh.id, conversation.id)
     }
 
     // MARK: tokens

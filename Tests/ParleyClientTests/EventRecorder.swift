@@ -45,3 +45,37 @@ actor EventRecorder {
         waiters.removeValue(forKey: id)?.continuation.resume(throwing: Timeout(what: what))
     }
 }
+
+/// Runs `body`, failing with a timeout if it has not finished within `seconds`: a broken client
+/// fails its test instead of hanging CI. (The body's task is cancelled and left to end.)
+func within<T: Sendable>(_ what: String, seconds: Double = 60, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let once = Once<T>()
+    let work = Task { await once.finish(await Result(catching: body)) }
+    let timer = Task {
+        try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+        await once.finish(.failure(EventRecorder.Timeout(what: what)))
+    }
+    defer { work.cancel(); timer.cancel() }
+    return try await once.value()
+}
+
+private actor Once<T: Sendable> {
+    private var result: Result<T, Error>?
+    private var waiter: CheckedContinuation<T, Error>?
+    func finish(_ r: Result<T, Error>) {
+        guard result == nil else { return }
+        result = r
+        waiter?.resume(with: r)
+        waiter = nil
+    }
+    func value() async throws -> T {
+        if let r = result { return try r.get() }
+        return try await withCheckedThrowingContinuation { waiter = $0 }
+    }
+}
+
+extension Result where Failure == Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
+}

@@ -63,6 +63,15 @@ final class ServerProcess: @unchecked Sendable {
         process = nil
     }
 
+    /// Killed, its data directory emptied, started again on the same port: another history (a
+    /// new epoch), as after a restore from an older backup.
+    func restartWithNewHistory() throws {
+        kill()
+        try FileManager.default.removeItem(at: dataDir)
+        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
+        try start()
+    }
+
     func stop() {
         kill()
         try? FileManager.default.removeItem(at: dataDir)
