@@ -77,7 +77,7 @@ let package = Package(
         .executableTarget(
             name: "ParleyLoad",
             dependencies: [
-                "ParleyClient", "ParleyTransport", "ParleyWebSocket",
+                "ParleyClient", "ParleyTransport", "ParleyWebSocket", "ParleyProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Atomics", package: "swift-atomics"),

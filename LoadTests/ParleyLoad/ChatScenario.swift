@@ -117,14 +117,14 @@ final class ChatUser: WebSocketClientDelegate {
     private var client: WebSocketClient?
     private var dropping = false
     private var reconnectStartNs: UInt64 = 0
-    var tracks: [String: Track] = [:]
+    var tracks: [ConversationID: Track] = [:]
 
     // Customer
-    private(set) var conversation: String?
+    private(set) var conversation: ConversationID?
     private(set) var assignedAgent: String?
     private var pacer: Pacer?
     // Both: own messages not yet acknowledged, by number (their due time and conversation).
-    private var pending: [UInt64: (due: UInt64, conversation: String)] = [:]
+    private var pending: [UInt64: (due: UInt64, conversation: ConversationID)] = [:]
     private var nextNumber: UInt64 = 1
     private var rng: SplitMix64
     private var everWelcomed = false
@@ -196,13 +196,9 @@ final class ChatUser: WebSocketClientDelegate {
 
     func clientOpened(_ client: WebSocketClient) {
         phase = .hello
-        var hello = #"{"type":"hello","token":"\#(token)""#
-        let known = tracks.filter { $0.value.next > 0 }
-        if !known.isEmpty {
-            hello += #","resume":{"# + known.map { #""\#($0.key)":\#($0.value.next - 1)"# }.joined(separator: ",") + "}"
-        }
-        hello += "}"
-        client.sendText(hello)
+        var resume: [ConversationID: UInt64] = [:]
+        for (cid, t) in tracks where t.next > 0 { resume[cid] = t.next - 1 }
+        send(.hello(token: token, resume: resume, unknownResume: []))
     }
 
     func clientClosed(_ client: WebSocketClient, code: UInt16?, error: String?) {
@@ -227,45 +223,38 @@ final class ChatUser: WebSocketClientDelegate {
 
     func client(_ client: WebSocketClient, text: UnsafeRawBufferPointer) {
         let now = monotonicNs()
-        guard let f = FrameScan(text), f.raw("type") != nil else {
+        let frame: ServerFrame
+        switch ServerFrames.decode(text) {
+        case .success(let f): frame = f
+        case .failure(let e):
             stats.malformed += 1
-            stats.note("\(id): unreadable frame: \(String(decoding: text.prefix(200), as: UTF8.self))")
+            stats.note("\(id): unreadable frame (\(e)): \(String(decoding: text.prefix(200), as: UTF8.self))")
             return
         }
-        if f.string("type", is: "ack") { return ack(f, now) }
-        if let conv = f.string("conversation"), let seq = f.uint("seq"), f.value("ts") != nil, !f.string("type", is: "history") {
-            return event(f, conversation: conv, seq: seq, now)
-        }
-        if f.string("type", is: "welcome") { return welcome(text, now) }
-        if f.string("type", is: "conversation.opened") { return opened(f) }
-        if f.string("type", is: "error") {
-            if f.string("code", is: "unavailable"), let ref = f.string("ref") { return retry(ref) }
+        switch frame {
+        case .reply(.ack(let ref, _, let seq, _, let clientMsgId)): ack(ref: ref, seq: seq, clientMsgId: clientMsgId, now)
+        case .event(let e): event(e, now)
+        case .welcome(let w): welcome(w, now)
+        case .reply(.opened(_, let v)): opened(v)
+        case .reply(.error(let ref, let code, let message)):
+            if code == .unavailable, let ref { return retry(ref) }
             stats.errorFrames += 1
-            stats.note("\(id): error \(f.string("code") ?? "?"): \(f.string("message") ?? "")")
-            return
-        }
-        if f.string("type", is: "resume_failed") {
+            stats.note("\(id): error \(code.rawValue): \(message)")
+        case .resumeFailed(let c, let reason):
             stats.resumeFailed += 1
-            stats.note("\(id): resume_failed \(f.string("conversation") ?? "?") \(f.string("reason") ?? "")")
-            return
+            stats.note("\(id): resume_failed \(c) \(reason)")
+        case .history, .typing, .read, .presence, .queue:
+            break  // nothing to check here
         }
-        // typing, read, presence, queue: nothing to check here.
     }
 
-    private func welcome(_ text: UnsafeRawBufferPointer, _ now: UInt64) {
-        guard let o = try? JSONSerialization.jsonObject(with: Data(text)) as? [String: Any],
-              let views = o["conversations"] as? [[String: Any]] else {
-            stats.malformed += 1
-            stats.note("\(id): unreadable welcome")
-            return
-        }
+    private func welcome(_ w: Welcome, _ now: UInt64) {
         phase = .live
         stats.live += 1
-        for v in views {
-            guard let cid = v["id"] as? String, let last = (v["lastSeq"] as? NSNumber)?.uint64Value else { continue }
-            let t = track(cid)
-            if t.next == 0 { t.next = last + 1 }
-            if role == .customer, conversation == nil, (v["status"] as? String) != "resolved" { conversation = cid }
+        for v in w.conversations {
+            let t = track(v.id)
+            if t.next == 0 { t.next = v.lastSeq + 1 }
+            if role == .customer, conversation == nil, v.status != .resolved { conversation = v.id }
         }
         if everWelcomed {
             stats.resumed += 1
@@ -273,11 +262,9 @@ final class ChatUser: WebSocketClientDelegate {
         }
         switch role {
         case .customer:
-            if conversation == nil {
-                send(#"{"type":"conversation.open","ref":"open","order":\#(scenario.plan.withOrders ? "\"last\"" : "null")}"#)
-            }
+            if conversation == nil { openConversation() }
         case .agent:
-            send(#"{"type":"agent.status","ref":"status","status":"available"}"#)
+            send(ref: "status", .agentStatus(.available))
         }
         everWelcomed = true
         // Whatever was due while away, and whatever was sent but not acknowledged, goes now, in
@@ -285,51 +272,52 @@ final class ChatUser: WebSocketClientDelegate {
         for n in pending.keys.sorted() { transmit(n) }
     }
 
-    private func opened(_ f: FrameScan) {
-        guard let v = f.object("conversation"), let cid = v.string("id") else {
-            stats.malformed += 1
-            return
-        }
-        let t = track(cid)
-        if t.next == 0, let last = v.uint("lastSeq") { t.next = last + 1 }
-        conversation = cid
-        if v.string("status", is: "assigned"), assignedAgent == nil, let a = v.object("agent")?.string("id") {
-            assigned(to: a)
-        }
+    private func openConversation() {
+        send(ref: "open", .open(order: scenario.plan.withOrders ? .last : .none))
     }
 
-    private func track(_ cid: String) -> Track {
+    private func opened(_ v: ConversationView) {
+        let t = track(v.id)
+        if t.next == 0 { t.next = v.lastSeq + 1 }
+        conversation = v.id
+        if v.status == .assigned, assignedAgent == nil, let a = v.agent { assigned(to: a.id) }
+    }
+
+    private func track(_ cid: ConversationID) -> Track {
         if let t = tracks[cid] { return t }
         let t = Track()
         tracks[cid] = t
         return t
     }
 
-    private func event(_ f: FrameScan, conversation cid: String, seq: UInt64, _ now: UInt64) {
+    private func event(_ e: SequencedEvent, _ now: UInt64) {
+        let cid = e.conversation
         let t = track(cid)
         let expected = t.next
-        switch t.admit(seq) {
+        switch t.admit(e.seq) {
         case .inOrder: break
         case .startedLate:
             stats.gaps += 1
-            stats.note("\(id): \(cid) started at seq \(seq)")
+            stats.note("\(id): \(cid) started at seq \(e.seq)")
         case .gap(let missing):
             stats.gaps += missing
-            stats.note("\(id): \(cid) gap: expected \(expected), got \(seq)")
+            stats.note("\(id): \(cid) gap: expected \(expected), got \(e.seq)")
         case .duplicateOrReordered:
             stats.duplicates += 1
-            stats.note("\(id): \(cid) duplicate or reordered: expected \(expected), got \(seq)")
+            stats.note("\(id): \(cid) duplicate or reordered: expected \(expected), got \(e.seq)")
             return
         }
-        if f.string("type", is: "message") {
-            guard let from = f.object("from")?.string("id"), from != id else { return }
-            guard let cm = f.raw("clientMsgId"), let n = number(cm) else { stats.malformed += 1; return }
+        switch e.event {
+        case .message(let from, let text, let clientMsgId):
+            guard from.id != id else { return }
+            guard let n = number(clientMsgId) else { stats.malformed += 1; return }
             if !t.seenPeer.insert(n).inserted {
                 stats.duplicateMessages += 1
-                stats.note("\(id): \(cid) message \(from)/\(n) delivered twice")
+                stats.note("\(id): \(cid) message \(from.id)/\(n) delivered twice")
                 return
             }
-            if let text = f.raw("text"), let due = ChatText.due(text) {
+            var text = text
+            if let due = text.withUTF8({ ChatText.due(UnsafeRawBufferPointer($0)) }) {
                 let lat = now &- due
                 switch role {
                 case .agent:
@@ -345,20 +333,18 @@ final class ChatUser: WebSocketClientDelegate {
                scenario.plan.replyRatio >= 1 || rng.nextUnit() < scenario.plan.replyRatio {
                 newMessage(in: cid, due: now)
             }
-        } else if f.string("type", is: "conversation.assigned") {
-            guard let agent = f.object("agent")?.string("id") else { return }
-            if role == .customer { assigned(to: agent) } else if agent == id { t.mine = true }
-        } else if f.string("type", is: "conversation.created") {
-            if role == .customer, scenario.plan.withOrders {
-                let order = f.object("order")?.string("id")
-                if order != OrderSeeder.orderId(for: id) {
-                    stats.orderMismatches += 1
-                    stats.note("\(id): conversation.created carries order \(order ?? "null")")
-                }
+        case .assigned(let agent):
+            if role == .customer { assigned(to: agent.id) } else if agent.id == id { t.mine = true }
+        case .created(_, let order):
+            if role == .customer, scenario.plan.withOrders, order?.id != OrderSeeder.orderId(for: id) {
+                stats.orderMismatches += 1
+                stats.note("\(id): conversation.created carries order \(order?.id ?? "null")")
             }
-        } else if f.string("type", is: "conversation.transferred") {
-            if role == .agent, f.object("from")?.string("id") == id { t.mine = false }
-            if role == .customer { assignedAgent = f.object("to")?.string("id") }
+        case .transferred(let from, let to):
+            if role == .agent, from.id == id { t.mine = false }
+            if role == .customer { assignedAgent = to?.id }
+        case .orderAttached, .resolved, .csat:
+            break
         }
     }
 
@@ -373,17 +359,17 @@ final class ChatUser: WebSocketClientDelegate {
         scenario.scheduler(loop.index).add(p.nextDueNs, slot)
     }
 
-    private func ack(_ f: FrameScan, _ now: UInt64) {
-        if let cm = f.raw("clientMsgId") {
+    private func ack(ref: String?, seq: UInt64?, clientMsgId: String?, _ now: UInt64) {
+        if let cm = clientMsgId {
             guard let n = number(cm), let p = pending.removeValue(forKey: n) else { return }
             stats.acked += 1
             if stats.measuring { stats.record(&stats.ack, now &- p.due) }
-            if let seq = f.uint("seq") { track(p.conversation).ackedSeqs.append(seq) }
+            if let seq { track(p.conversation).ackedSeqs.append(seq) }
             return
         }
-        if f.string("ref", is: "status") {
+        if ref == "status" {
             if role == .agent, !agentReady { agentReady = true; stats.agentsReady += 1 }
-        } else if f.string("ref", is: "resolve") {
+        } else if ref == "resolve" {
             stats.resolved += 1
         }
     }
@@ -395,7 +381,7 @@ final class ChatUser: WebSocketClientDelegate {
         loop.queue.asyncAfter(deadline: .now() + .milliseconds(50)) { [weak self] in
             guard let self, self.phase == .live else { return }
             if ref == "open", self.conversation == nil {
-                self.send(#"{"type":"conversation.open","ref":"open","order":\#(self.scenario.plan.withOrders ? "\"last\"" : "null")}"#)
+                self.openConversation()
             } else if ref.hasPrefix("m"), let n = UInt64(ref.dropFirst()) {
                 self.transmit(n)
             }
@@ -404,7 +390,11 @@ final class ChatUser: WebSocketClientDelegate {
 
     // MARK: frames out
 
-    private func send(_ s: String) { client?.sendText(s) }
+    /// One request, encoded by the protocol's one client-frame encoder.
+    private func send(ref: String? = nil, _ r: ClientRequest) {
+        guard let client else { return }
+        ClientFrames.encode(ref: ref, r).withUnsafeBytes { client.sendText($0) }
+    }
 
     /// The pacer says a message is due (the scheduler calls this on the loop).
     func due(_ dueNs: UInt64) -> UInt64? {
@@ -416,7 +406,7 @@ final class ChatUser: WebSocketClientDelegate {
         return next
     }
 
-    private func newMessage(in cid: String, due: UInt64) {
+    private func newMessage(in cid: ConversationID, due: UInt64) {
         let n = nextNumber
         nextNumber += 1
         pending[n] = (due, cid)
@@ -427,7 +417,7 @@ final class ChatUser: WebSocketClientDelegate {
     private func transmit(_ n: UInt64) {
         guard let p = pending[n] else { return }
         let text = ChatText.make(due: p.due, bytes: scenario.plan.textBytes)
-        send(#"{"type":"message.send","ref":"m\#(n)","conversation":"\#(p.conversation)","clientMsgId":"\#(role == .customer ? "c" : "a")\#(n)","text":"\#(text)"}"#)
+        send(ref: "m\(n)", .send(p.conversation, clientMsgId: (role == .customer ? "c" : "a") + String(n), text: text))
     }
 
     /// Ends the run for this agent: resolves every conversation assigned to it.
@@ -435,13 +425,19 @@ final class ChatUser: WebSocketClientDelegate {
         guard role == .agent, phase == .live else { return 0 }
         var n = 0
         for (cid, t) in tracks where t.mine {
-            send(#"{"type":"conversation.resolve","ref":"resolve","conversation":"\#(cid)"}"#)
+            send(ref: "resolve", .resolve(cid))
             n += 1
         }
         return n
     }
 
-    private func number(_ cm: UnsafeRawBufferPointer) -> UInt64? {
+    /// The number of one of the tool's own clientMsgIds (`c17`, `a4`).
+    private func number(_ clientMsgId: String) -> UInt64? {
+        var cm = clientMsgId
+        return cm.withUTF8 { Self.number(UnsafeRawBufferPointer($0)) }
+    }
+
+    private static func number(_ cm: UnsafeRawBufferPointer) -> UInt64? {
         guard cm.count >= 2 else { return nil }
         var n: UInt64 = 0
         for c in cm.dropFirst() {
@@ -612,9 +608,9 @@ final class ChatScenario {
     /// every user saw. Delivery is checked gapless per user and conversation as it happens, so a
     /// receiver that got through seq N got every acked message up to N exactly once.
     func lostMessages() -> (customerToAgent: Int, agentToCustomer: Int, unassigned: Int) {
-        var received: [String: [String: UInt64]] = [:]  // conversation → user → last seq received
-        var customerOf: [String: String] = [:]
-        var acked: [(conv: String, role: ChatUser.Role, seqs: [UInt64], peer: String?)] = []
+        var received: [ConversationID: [String: UInt64]] = [:]  // conversation → user → last seq received
+        var customerOf: [ConversationID: String] = [:]
+        var acked: [(conv: ConversationID, role: ChatUser.Role, seqs: [UInt64], peer: String?)] = []
         onLoops { i, _ in
             for u in schedulers[i].users {
                 if u.role == .customer, let c = u.conversation { customerOf[c] = u.id }

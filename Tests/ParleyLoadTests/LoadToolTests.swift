@@ -118,54 +118,6 @@ final class DeliveryCheckTests: XCTestCase {
     }
 }
 
-final class FrameScanTests: XCTestCase {
-    private func scan<T>(_ s: String, _ body: (FrameScan?) -> T) -> T {
-        Array(s.utf8).withUnsafeBytes { body(FrameScan($0)) }
-    }
-
-    func testReadsTopLevelFieldsAndSkipsNestedOnes() {
-        let frame = #"{"type":"message","conversation":"c-1","seq":42,"ts":1795400000123,"from":{"id":"ann","role":"agent","name":"A \"}\" {["},"text":"L{}[]\\\"","clientMsgId":"c7","extra":[1,{"seq":9}],"ok":true,"none":null}"#
-        scan(frame) { f in
-            guard let f else { return XCTFail("not scanned") }
-            XCTAssertTrue(f.string("type", is: "message"))
-            XCTAssertFalse(f.string("type", is: "messages"))
-            XCTAssertEqual(f.string("conversation"), "c-1")
-            XCTAssertEqual(f.uint("seq"), 42)
-            XCTAssertEqual(f.uint("ts"), 1_795_400_000_123)
-            XCTAssertEqual(f.object("from")?.string("id"), "ann")
-            XCTAssertEqual(f.string("clientMsgId"), "c7")
-            XCTAssertNil(f.value("missing"))
-            XCTAssertEqual(f.value("extra")?.kind, .array)
-            XCTAssertEqual(f.value("ok")?.kind, .literal)
-        }
-    }
-
-    func testRefusesWhatIsNotAnObject() {
-        for bad in ["", "[]", "{", #"{"a":}"#, #"{"a":1,}"#, #"{"a":"unterminated}"#, #"{"a":tru}"#, #"{"a":{"b":[}}"#, "{\"a\":\"x\ny\"}"] {
-            scan(bad) { XCTAssertNil($0, bad) }
-        }
-        scan(#"{"seq":99999999999999999999999}"#) { XCTAssertNil($0?.uint("seq"), "overflow is no number") }
-        scan(#"{"seq":-1}"#) { XCTAssertNil($0?.uint("seq")) }
-        scan("{}") { XCTAssertNotNil($0) }
-    }
-
-    func testEveryServerEventVectorScans() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Protocol/vectors/chat/events.jsonl")
-        let lines = try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
-        XCTAssertFalse(lines.isEmpty)
-        for line in lines {
-            let v = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            let json = v["json"] as! String
-            let parsed = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
-            scan(json) { f in
-                XCTAssertEqual(f?.string("type"), parsed["type"] as? String, json)
-                XCTAssertEqual(f?.uint("seq"), (parsed["seq"] as? NSNumber)?.uint64Value, json)
-                XCTAssertEqual(f?.string("conversation"), parsed["conversation"] as? String, json)
-            }
-        }
-    }
-}
-
 final class ReportTests: XCTestCase {
     func testPercentilesOfAKnownDistribution() throws {
         var h = latencyHistogram()
