@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import JWTKit
+import ParleyTransport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,34 +32,24 @@ final class RESTClient {
         self.port = port
     }
 
-    deinit { if fd >= 0 { _ = Glibc.close(fd) } }
+    deinit { if fd >= 0 { Socket.close(fd) } }
 
     private func open() throws {
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { throw Failure.io("bad address \(host)") }
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw Failure.io("socket: \(String(cString: strerror(errno)))") }
-        var tv = timeval(tv_sec: 10, tv_usec: 0)
-        _ = setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        _ = setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var one: Int32 = 1
-        _ = setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0 else {
-            let m = String(cString: strerror(errno))
-            _ = Glibc.close(s)
-            throw Failure.io("connect \(host):\(port): \(m)")
+        do {
+            fd = try Dial.blocking(host: host, port: port, timeoutSeconds: 10)
+        } catch {
+            switch error {
+            case .badAddress(let a): throw Failure.io("bad address \(a)")
+            case .connect(let m): throw Failure.io("connect \(host):\(port): \(m)")
+            }
         }
-        fd = s
         buffer.removeAll(keepingCapacity: true)
     }
 
     /// One request; reconnects once if the kept-alive connection was closed meanwhile.
     func request(_ method: String, _ path: String, bearer: String?, json: String?) throws -> Response {
         do { return try attempt(method, path, bearer: bearer, json: json) } catch Failure.io {
-            if fd >= 0 { _ = Glibc.close(fd); fd = -1 }
+            if fd >= 0 { Socket.close(fd); fd = -1 }
             return try attempt(method, path, bearer: bearer, json: json)
         }
     }

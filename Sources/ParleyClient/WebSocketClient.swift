@@ -84,8 +84,9 @@ public final class WebSocketClient: ConnectionHandler {
         let key = base64(keyBytes)
         let client = WebSocketClient(maxMessageBytes: maxMessageBytes, key: key, seed: seed, compression: compression, keepAlive: keepAlive)
         client.delegate = delegate
-        guard let c = loop.adopt(fd: fd, handler: client, tls: context, serverName: url.host) else {
-            throw ClientError.tls("cannot make a TLS session")
+        let c: Connection
+        do { c = try loop.adopt(fd: fd, handler: client, tls: context, serverName: url.host) } catch {
+            throw error == .tls ? ClientError.tls("\(error)") : ClientError.connect("\(error)")
         }
         client.connection = c
         var req = "GET \(url.path) HTTP/1.1\r\nHost: \(url.host):\(url.port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -55,7 +55,7 @@ public final class NATSConnection: ConnectionHandler {
         let n = NATSConnection(loop: loop, name: name, limits: limits)
         n.onReady = onReady
         n.onClose = onClose
-        n.connection = loop.adopt(fd: fd, handler: n)
+        do { n.connection = try loop.adopt(fd: fd, handler: n) } catch { throw NATSError.closed("\(error)") }
         // A server that takes the connection but never finishes the handshake is given up on.
         // Once connected, the connection's deadline is the earliest request's.
         n.connection.deadlineMs = loop.nowMs + NATSConnection.handshakeTimeoutMs

@@ -209,6 +209,7 @@ public final class Server {
         var httpLimits = HTTPServerLimits()
         httpLimits.parser.maxBodyBytes = 1 << 20
         let metrics = self.metrics
+        let logger = self.logger
         for loop in group.loops { loop.onTick { _ in metrics.absorb(&loop.counters) } }
         for (listener, secure) in bound {
             let source = secure ? tls : nil
@@ -216,7 +217,12 @@ public final class Server {
                 metrics.accepted.increment()
                 let http = HTTPConnectionHandler(limits: httpLimits, service: { req, c in router.handle(req, c) },
                                                  onResponse: { metrics.httpRequests($0).increment() })
-                if let c = loop.adopt(fd: fd, handler: http, tls: source?.current) { http.start(c) }
+                do {
+                    http.start(try loop.adopt(fd: fd, handler: http, tls: source?.current))
+                } catch {
+                    // Closed already, and counted (tls errors, epoll watch failures).
+                    logger.warning("connection not adopted", metadata: ["error": "\(error)"])
+                }
             }
         }
         chat.start()

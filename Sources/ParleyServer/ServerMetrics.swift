@@ -17,6 +17,7 @@ final class ServerMetrics: @unchecked Sendable {
     let messagesOut: CoreMetrics.Counter
     let tlsHandshakes: CoreMetrics.Counter
     let tlsErrors: CoreMetrics.Counter
+    let watchFailures: CoreMetrics.Counter
     let tlsReloads: CoreMetrics.Counter
     let deflateRuns: CoreMetrics.Counter
     let compressedSent: CoreMetrics.Counter
@@ -60,6 +61,7 @@ final class ServerMetrics: @unchecked Sendable {
         messagesOut = CoreMetrics.Counter(label: "parley_ws_messages_sent_total", factory: f)
         tlsHandshakes = CoreMetrics.Counter(label: "parley_tls_handshakes_total", factory: f)
         tlsErrors = CoreMetrics.Counter(label: "parley_tls_errors_total", factory: f)
+        watchFailures = CoreMetrics.Counter(label: "parley_epoll_watch_failures_total", factory: f)
         tlsReloads = CoreMetrics.Counter(label: "parley_tls_reloads_total", factory: f)
         deflateRuns = CoreMetrics.Counter(label: "parley_ws_deflate_runs_total", factory: f)
         compressedSent = CoreMetrics.Counter(label: "parley_ws_compressed_messages_sent_total", factory: f)
@@ -112,6 +114,7 @@ final class ServerMetrics: @unchecked Sendable {
         if c.messagesOut > 0 { messagesOut.increment(by: Int64(c.messagesOut)) }
         if c.tlsHandshakes > 0 { tlsHandshakes.increment(by: Int64(c.tlsHandshakes)) }
         if c.tlsErrors > 0 { tlsErrors.increment(by: Int64(c.tlsErrors)) }
+        if c.watchFailures > 0 { watchFailures.increment(by: Int64(c.watchFailures)) }
         if c.deflateRuns > 0 { deflateRuns.increment(by: Int64(c.deflateRuns)) }
         if c.compressedSent > 0 { compressedSent.increment(by: Int64(c.compressedSent)) }
         if c.inflateRuns > 0 { inflateRuns.increment(by: Int64(c.inflateRuns)) }

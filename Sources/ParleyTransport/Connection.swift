@@ -63,6 +63,13 @@ public final class Connection {
     }
 
     public var isOpen: Bool { state == .open }
+
+    /// The loop could not take the socket on (and closed it): this connection never opened, and
+    /// no handler callback will come.
+    func abandon() {
+        state = .closed
+        handler = nil
+    }
     var isAlive: Bool { state != .closed }
     public var isTLS: Bool { tls != nil }
     /// Reading is off: output backpressure, the handler's pause, or a TLS handshake deferred to
@@ -433,7 +440,7 @@ public final class Connection {
     private func sourceCancelled() {
         liveSources -= 1
         if liveSources == 0 {
-            _ = Glibc.close(fd)
+            Socket.close(fd)
             readSource = nil
             writeSource = nil
             loop.budget?.released()

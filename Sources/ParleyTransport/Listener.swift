@@ -73,38 +73,25 @@ public final class Listener {
 
     public init(host: String, port: Int, logger: Logger) throws {
         self.logger = logger
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw TransportError.socket(Sys.errnoString) }
-        var one: Int32 = 1
-        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        let resolved = host == "localhost" ? "127.0.0.1" : host
-        guard inet_pton(AF_INET, resolved, &addr.sin_addr) == 1 else {
-            _ = Glibc.close(fd)
-            throw TransportError.badAddress(host)
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else {
-            let m = Sys.errnoString
-            _ = Glibc.close(fd)
-            throw TransportError.bind(host: host, port: port, m)
-        }
-        guard listen(fd, Listener.somaxconn()) == 0 else {
-            let m = Sys.errnoString
-            _ = Glibc.close(fd)
-            throw TransportError.listen(m)
-        }
-        var bound = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        let fd: Int32
+        do throws(Socket.Failure) {
+            let addr = try Socket.address(host, port: port)
+            fd = try Socket.made(try Socket.tcp()) { fd throws(Socket.Failure) in
+                Socket.setReuseAddress(fd)
+                try Socket.bind(fd, addr)
+                try Socket.listen(fd, backlog: Listener.somaxconn())
+                return fd
+            }
+        } catch {
+            switch error {
+            case .badAddress(let a): throw TransportError.badAddress(a)
+            case .system("bind", let m): throw TransportError.bind(host: host, port: port, m)
+            case .system("listen", let m): throw TransportError.listen(m)
+            case .system(_, let m): throw TransportError.socket(m)
+            }
         }
         self.fd = fd
-        self.port = Int(UInt16(bigEndian: bound.sin_port))
+        self.port = Socket.localPort(fd)
         self.spareFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
     }
 
@@ -147,9 +134,9 @@ public final class Listener {
                 case EMFILE, ENFILE:
                     // The spare-fd trick: free one descriptor, accept and drop the connection, so the
                     // level-triggered listener does not spin on a backlog we cannot take.
-                    if spareFd >= 0 { _ = Glibc.close(spareFd); spareFd = -1 }
+                    if spareFd >= 0 { Socket.close(spareFd); spareFd = -1 }
                     let victim = parley_accept_nonblocking(fd)
-                    if victim >= 0 { _ = Glibc.close(victim) }
+                    if victim >= 0 { Socket.close(victim) }
                     spareFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
                     logger.warning("out of file descriptors: connection dropped")
                     return
@@ -186,7 +173,7 @@ public final class Listener {
             self.stopped = true
             let fd = self.fd
             let spare = self.spareFd
-            s.setCancelHandler { _ = Glibc.close(fd); if spare >= 0 { _ = Glibc.close(spare) }; completion() }
+            s.setCancelHandler { Socket.close(fd); if spare >= 0 { Socket.close(spare) }; completion() }
             s.cancel()
             if self.suspended { self.suspended = false; s.resume() }
         }

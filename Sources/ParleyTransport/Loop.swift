@@ -21,6 +21,8 @@ public protocol ConnectionHandler: AnyObject {
 }
 
 public struct LoopCounters: Sendable {
+    /// `epoll_ctl` refusals (ENOMEM, ENOSPC): connections closed or never adopted because of them.
+    public var watchFailures: UInt64 = 0
     public var messagesIn: UInt64 = 0
     public var messagesOut: UInt64 = 0
     public var tlsHandshakes: UInt64 = 0
@@ -135,48 +137,67 @@ public final class Loop {
         return v
     }
 
+    /// Why a socket could not be adopted; it has been closed either way.
+    public enum AdoptFailure: Error, Equatable, CustomStringConvertible {
+        /// OpenSSL could not make a session.
+        case tls
+        /// The kernel would not watch the descriptor (`epoll_ctl` ADD: ENOMEM, or ENOSPC past
+        /// `max_user_watches`), with its errno.
+        case watch(Int32)
+
+        public var description: String {
+            switch self {
+            case .tls: return "cannot make a TLS session"
+            case .watch(let e): return "epoll_ctl ADD failed: \(String(cString: strerror(e)))"
+            }
+        }
+    }
+
     /// Takes ownership of a connected, non-blocking socket; with `tls`, the connection speaks TLS
     /// (server or client side as the context says; `serverName` is the client's SNI and the name
-    /// its certificate must carry). Returns nil only if OpenSSL cannot make a session (the socket is
-    /// then closed). Call on the loop's queue.
+    /// its certificate must carry). On failure the socket is closed and the error says why. Call on
+    /// the loop's queue.
     @discardableResult
-    public func adopt(fd: Int32, handler: ConnectionHandler, tls: TLSContext?, serverName: String? = nil) -> Connection? {
-        guard let tls else { return adopt(fd: fd, handler: handler) }
+    public func adopt(fd: Int32, handler: ConnectionHandler, tls: TLSContext?, serverName: String? = nil) throws(AdoptFailure) -> Connection {
+        guard let tls else { return try adopt(fd: fd, handler: handler) }
         guard let state = TLSState(context: tls, io: tlsIO, serverName: serverName) else {
             counters.tlsErrors &+= 1
-            _ = Glibc.close(fd)
+            Socket.close(fd)
             budget?.released()
-            return nil
+            throw .tls
         }
-        let c = adopt(fd: fd, handler: handler)
+        let c = try adopt(fd: fd, handler: handler)
         c.tls = state
         if !tls.isServer { c.startClientHandshake() }
         return c
     }
 
-    /// Takes ownership of a connected, non-blocking socket. Call on the loop's queue.
+    /// Takes ownership of a connected, non-blocking socket. On failure the socket is closed and
+    /// the error says why. Call on the loop's queue.
     @discardableResult
-    public func adopt(fd: Int32, handler: ConnectionHandler) -> Connection {
+    public func adopt(fd: Int32, handler: ConnectionHandler) throws(AdoptFailure) -> Connection {
         nowMs = monotonicMs()
         let c = Connection(fd: fd, loop: self, id: nextId, handler: handler)
         nextId &+= 1
         if nextId == 0 { nextId = 1 }
+        switch mode {
+        case .epoll:
+            if parley_epoll_add(epfd, fd, interestBits(c), key(c)) != 0 {
+                let e = errno
+                counters.watchFailures &+= 1
+                c.abandon()
+                Socket.close(fd)
+                budget?.released()
+                throw .watch(e)
+            }
+        case .sources:
+            break
+        }
         let slot = Int(fd)
         if slot >= table.count { table.append(contentsOf: repeatElement(nil, count: slot - table.count + 1 + table.count / 2)) }
         table[slot] = c
         connectionCount += 1
-        switch mode {
-        case .epoll:
-            if parley_epoll_add(epfd, fd, interestBits(c), key(c)) != 0 {
-                // The kernel will not watch it (ENOMEM, ENOSPC: max_user_watches): this connection
-                // cannot be served. It is closed on the next turn, once the caller has set it up.
-                let e = errno
-                Loop.logger.error("epoll_ctl ADD failed; closing the connection", metadata: ["errno": "\(e)", "conn.fd": "\(fd)"])
-                queue.async { c.close(.resources) }
-            }
-        case .sources:
-            c.makeSources()
-        }
+        if mode == .sources { c.makeSources() }
         return c
     }
 
@@ -195,7 +216,12 @@ public final class Loop {
     func updateInterest(_ c: Connection) {
         switch mode {
         case .epoll:
-            _ = parley_epoll_mod(epfd, c.fd, interestBits(c), key(c))
+            if parley_epoll_mod(epfd, c.fd, interestBits(c), key(c)) != 0 {
+                // The kernel would not change what it watches (ENOMEM): the connection cannot be
+                // served as asked. Closed on the next turn, out of the caller's state change.
+                counters.watchFailures &+= 1
+                queue.async { c.close(.resources) }
+            }
         case .sources:
             c.syncSources()
         }
@@ -210,7 +236,7 @@ public final class Loop {
         switch mode {
         case .epoll:
             _ = parley_epoll_del(epfd, c.fd)
-            _ = Glibc.close(c.fd)
+            Socket.close(c.fd)
             budget?.released()
         case .sources:
             c.cancelSources()  // budget released when the fd is really closed

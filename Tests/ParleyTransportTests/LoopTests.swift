@@ -14,8 +14,9 @@ final class LoopTests: XCTestCase {
     }
 
     /// A descriptor epoll refuses to watch (a regular file: EPERM) is a connection that cannot be
-    /// served: it is closed with `.resources` on the next turn, and the loop goes on serving.
-    func testADescriptorEpollRefusesIsClosedNotATrap() throws {
+    /// served: adopting it is an error value (not a trap), the descriptor is closed, no handler
+    /// callback comes, and the loop goes on serving.
+    func testADescriptorEpollRefusesIsAnErrorNotATrap() throws {
         let group = LoopGroup(count: 1, mode: .epoll)
         let loop = group.loops[0]
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("parley-epoll-\(UUID().uuidString)").path
@@ -23,12 +24,21 @@ final class LoopTests: XCTestCase {
         defer { unlink(path) }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         XCTAssertGreaterThanOrEqual(fd, 0)
-        let recorder = Recorder(expectation(description: "closed"))
-        loop.queue.async { _ = loop.adopt(fd: fd, handler: recorder) }
-        waitForExpectations(timeout: 10)
-        XCTAssertEqual(recorder.reason, .resources)
+        let closed = expectation(description: "closed")
+        closed.isInverted = true
+        let recorder = Recorder(closed)
+        var failure: Loop.AdoptFailure?
+        var watchFailures: UInt64 = 0
+        loop.queue.sync {
+            do throws(Loop.AdoptFailure) { try loop.adopt(fd: fd, handler: recorder) } catch { failure = error }
+            watchFailures = loop.counters.watchFailures
+        }
+        XCTAssertEqual(failure, .watch(EPERM))
+        XCTAssertEqual(watchFailures, 1)
+        XCTAssertEqual(fcntl(fd, F_GETFD), -1, "the descriptor was closed")
         let alive = expectation(description: "the loop still runs")
         loop.queue.async { alive.fulfill() }
-        wait(for: [alive], timeout: 10)
+        wait(for: [alive, closed], timeout: 1)
+        XCTAssertNil(recorder.reason, "a connection that never opened gets no callback")
     }
 }
