@@ -2,6 +2,7 @@
 # Chat latency at fixed rates and a reconnect storm, server on CPU 0 (--loops 1, --fsync always, a
 # fresh data dir on disk each run), parley-load on CPU 1. ROUNDS rounds of each, medians.
 # Usage: LoadTests/bench-chat.sh [customers=10000] [agents=200] [rates="500 1000 2000"] [duration=20] [rounds=3]
+# PARLEY_LOAD=path runs that parley-load binary instead of this tree's (comparing two builds).
 # A rate is customer messages per second over all customers; agents answer each one, so the server
 # carries twice that in messages (each stored, acked, and delivered to both sides).
 set -euo pipefail
@@ -10,6 +11,7 @@ customers=${1:-10000}; agents=${2:-200}; rates=${3:-"500 1000 2000"}; duration=$
 swift build -c release --product parley >/dev/null
 swift build -c release --product parley-load >/dev/null
 R=.build/release
+LOAD=${PARLEY_LOAD:-$R/parley-load}  # another build of the tool, to compare two back to back
 out=LoadTests/results/chat-$(date +%Y%m%d-%H%M%S); mkdir -p "$out"
 port=$((20000 + RANDOM % 20000))
 
@@ -20,7 +22,7 @@ run() {  # name, then parley-load arguments after the URL
   taskset -c 0 $R/parley serve --port $port --loops 1 --fsync always --data-dir "$data" --log-level warning >/dev/null 2>&1 &
   local spid=$!
   for _ in $(seq 100); do [ -s "$data/secrets.json" ] && (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-  taskset -c 1 $R/parley-load "$1" --url ws://127.0.0.1:$port/v1/ws --secrets "$data/secrets.json" "${@:2}" \
+  taskset -c 1 "$LOAD" "$1" --url ws://127.0.0.1:$port/v1/ws --secrets "$data/secrets.json" "${@:2}" \
     --server-pid $spid --json "$out/$name.json" --html "$out/$name.html" > "$out/$name.txt" || true
   tail -n 14 "$out/$name.txt"
   kill $spid; wait $spid 2>/dev/null || true
