@@ -36,11 +36,11 @@ let package = Package(
             ]
         ),
         .target(name: "ParleyHTTP", dependencies: ["ParleyTransport"]),
-        .target(name: "ParleyLog", dependencies: ["CParleySys", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "ParleyLog", dependencies: ["CParleySys", "ParleyUTF8", .product(name: "Logging", package: "swift-log")]),
         .target(name: "ParleyChat", dependencies: ["ParleyLog"]),
         // A strict JSON parser without Foundation's bridging: client frames, stored events, NATS replies.
         .target(name: "ParleyJSON", dependencies: ["ParleyUTF8"]),
-        // UTF-8 validation (word at a time, incremental): WebSocket text frames and JSON strings.
+        // UTF-8 validation (word at a time, incremental): WebSocket text frames and JSON strings; ASCII helpers.
         .target(name: "ParleyUTF8"),
         // The NATS client protocol (issue 13's cluster mode rides on it): pure parser and encoders.
         .target(name: "ParleyNATS", dependencies: ["ParleyTransport", "ParleyLog", .product(name: "Logging", package: "swift-log")]),

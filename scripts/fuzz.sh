@@ -23,7 +23,8 @@ flat() { # dir, sources... -> the flattened copies in dir
 flat "$out/ws-src" Sources/ParleyWebSocket/Codec/*.swift Sources/ParleyUTF8/*.swift
 build frame-reader-fuzz LoadTests/Fuzz/FrameReaderFuzz.swift "$out/ws-src"/*.swift
 build http-parser-fuzz LoadTests/Fuzz/HTTPParserFuzz.swift Sources/ParleyHTTP/Parser/HTTPRequestParser.swift
-build record-codec-fuzz LoadTests/Fuzz/RecordCodecFuzz.swift Sources/ParleyLog/CRC32C.swift Sources/ParleyLog/Record.swift
+flat "$out/log-src" Sources/ParleyLog/CRC32C.swift Sources/ParleyLog/Record.swift Sources/ParleyUTF8/*.swift
+build record-codec-fuzz LoadTests/Fuzz/RecordCodecFuzz.swift "$out/log-src"/*.swift
 build nats-parser-fuzz LoadTests/Fuzz/NATSParserFuzz.swift Sources/ParleyNATS/Protocol/*.swift
 flat "$out/json-src" Sources/ParleyJSON/*.swift Sources/ParleyUTF8/*.swift
 build json-parser-fuzz LoadTests/Fuzz/JSONParserFuzz.swift "$out/json-src"/*.swift

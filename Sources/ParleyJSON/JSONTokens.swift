@@ -1,3 +1,5 @@
+import ParleyUTF8
+
 /// A string as written in the JSON text, already checked by the scanner (valid UTF-8, valid
 /// escapes): comparing it allocates nothing, decoding it allocates the `String` only.
 public struct JSONString {
@@ -105,14 +107,7 @@ public struct JSONString {
         guard i >= 0, i + 4 <= b.count else { return nil }
         var v: UInt32 = 0
         for k in i..<(i + 4) {
-            let c = b[k]
-            let d: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c &- 48
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c &- 87
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c &- 55
-            default: return nil
-            }
+            guard let d = ASCII.hexValue(b[k]) else { return nil }
             v = v << 4 | UInt32(d)
         }
         return v

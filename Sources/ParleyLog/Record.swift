@@ -1,3 +1,5 @@
+import ParleyUTF8
+
 /// Record types. The log itself knows `tombstone` (erasure) and `noop`; the chat layer defines the rest
 /// in the range it owns. Unknown types are kept and skipped by readers that do not know them.
 public struct RecordType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -60,13 +62,7 @@ public struct ConversationID: Hashable, Sendable, CustomStringConvertible {
         if utf8.count == 36, let id = Self.canonical(utf8) { self = id; return }
         var h: UInt64 = 0, l: UInt64 = 0, n = 0
         for c in utf8 where c != UInt8(ascii: "-") {
-            let d: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c &- 48
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c &- 87
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c &- 55
-            default: return nil
-            }
+            guard let d = ASCII.hexValue(c) else { return nil }
             guard n < 32 else { return nil }
             if n < 16 { h = h << 4 | UInt64(d) } else { l = l << 4 | UInt64(d) }
             n += 1
