@@ -23,36 +23,40 @@ public struct JSONScanner {
 
     public enum Kind: Sendable { case object, array, string, number, bool, null }
 
-    let b: UnsafeBufferPointer<UInt8>
-    /// Where the next unread byte is.
-    public private(set) var offset: Int
-    private var depth = 0
+    @usableFromInline let b: UnsafeBufferPointer<UInt8>
+    @usableFromInline var _offset: Int
+    @usableFromInline var depth = 0
     /// Whether a value was just completed inside the current container, so a `,` must come next.
-    private var afterValue = false
+    @usableFromInline var afterValue = false
+
+    /// Where the next unread byte is.
+    public var offset: Int { _offset }
 
     public init(_ bytes: UnsafeRawBufferPointer) {
         b = bytes.bindMemory(to: UInt8.self)
-        offset = 0
+        _offset = 0
     }
 
     public init(_ bytes: UnsafeBufferPointer<UInt8>) {
         b = bytes
-        offset = 0
+        _offset = 0
     }
 
     /// A scanner over the same bytes, at a value an earlier pass found (its `valueStart`).
     public func rewound(to offset: Int) -> JSONScanner {
         var s = JSONScanner(b)
-        s.offset = offset
+        s._offset = offset
         return s
     }
 
-    func fail(_ reason: String) -> Failure { Failure(offset: offset, reason: reason) }
+    @usableFromInline
+    func fail(_ reason: String) -> Failure { Failure(offset: _offset, reason: reason) }
 
+    @usableFromInline @inline(__always)
     mutating func skipSpace() {
-        while offset < b.count {
-            switch b[offset] {
-            case 0x20, 0x0A, 0x0D, 0x09: offset += 1
+        while _offset < b.count {
+            switch b[_offset] {
+            case 0x20, 0x0A, 0x0D, 0x09: _offset += 1
             default: return
             }
         }
@@ -61,10 +65,11 @@ public struct JSONScanner {
     // MARK: structure
 
     /// The kind of the next value, without taking it.
+    @inlinable
     public mutating func peek() throws(Failure) -> Kind {
         skipSpace()
-        guard offset < b.count else { throw fail("unexpected end") }
-        switch b[offset] {
+        guard _offset < b.count else { throw fail("unexpected end") }
+        switch b[_offset] {
         case UInt8(ascii: "{"): return .object
         case UInt8(ascii: "["): return .array
         case UInt8(ascii: "\""): return .string
@@ -76,81 +81,91 @@ public struct JSONScanner {
     }
 
     /// Where the next value starts (after whitespace), for `rewound(to:)`.
-    public mutating func valueStart() -> Int { skipSpace(); return offset }
+    @inlinable
+    public mutating func valueStart() -> Int { skipSpace(); return _offset }
 
     /// Enters an object; then `nextKey()` until it answers nil.
+    @inlinable
     public mutating func beginObject() throws(Failure) {
         try enter(UInt8(ascii: "{"), "expected an object")
     }
 
     /// Enters an array; then `nextElement()` until it answers false.
+    @inlinable
     public mutating func beginArray() throws(Failure) {
         try enter(UInt8(ascii: "["), "expected an array")
     }
 
-    private mutating func enter(_ open: UInt8, _ what: String) throws(Failure) {
+    @usableFromInline @inline(__always)
+    mutating func enter(_ open: UInt8, _ what: String) throws(Failure) {
         skipSpace()
-        guard offset < b.count, b[offset] == open else { throw fail(what) }
+        guard _offset < b.count, b[_offset] == open else { throw fail(what) }
         guard depth < Self.maxDepth else { throw fail("nested deeper than \(Self.maxDepth)") }
         depth += 1
-        offset += 1
+        _offset += 1
         afterValue = false
     }
 
     /// The next member's name (then take or skip its value exactly once), or nil at the end of the object.
+    @inlinable
     public mutating func nextKey() throws(Failure) -> JSONString? {
         guard try more(close: UInt8(ascii: "}"), first: UInt8(ascii: "\""), "expected a member name") else { return nil }
         let k = try stringToken()
         skipSpace()
-        guard offset < b.count, b[offset] == UInt8(ascii: ":") else { throw fail("expected ':'") }
-        offset += 1
+        guard _offset < b.count, b[_offset] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+        _offset += 1
         afterValue = false
         return k
     }
 
     /// Whether another element follows (then take or skip it exactly once); false at the end of the array.
+    @inlinable
     public mutating func nextElement() throws(Failure) -> Bool {
         try more(close: UInt8(ascii: "]"), first: nil, "expected a value")
     }
 
-    private mutating func more(close: UInt8, first: UInt8?, _ what: String) throws(Failure) -> Bool {
+    @usableFromInline @inline(__always)
+    mutating func more(close: UInt8, first: UInt8?, _ what: String) throws(Failure) -> Bool {
         skipSpace()
-        guard offset < b.count else { throw fail("unexpected end") }
-        if b[offset] == close {
-            offset += 1
+        guard _offset < b.count else { throw fail("unexpected end") }
+        if b[_offset] == close {
+            _offset += 1
             depth -= 1
             afterValue = true
             return false
         }
         if afterValue {
-            guard b[offset] == UInt8(ascii: ",") else { throw fail("expected ',' or '\(Character(Unicode.Scalar(close)))'") }
-            offset += 1
+            guard b[_offset] == UInt8(ascii: ",") else { throw fail("expected ',' or '\(Character(Unicode.Scalar(close)))'") }
+            _offset += 1
             skipSpace()
-            guard offset < b.count else { throw fail("unexpected end") }
-            if b[offset] == close { throw fail(what) }
+            guard _offset < b.count else { throw fail("unexpected end") }
+            if b[_offset] == close { throw fail(what) }
         }
-        if let first, b[offset] != first { throw fail(what) }
+        if let first, b[_offset] != first { throw fail(what) }
         return true
     }
 
     /// Checks that only whitespace follows the value.
+    @inlinable
     public mutating func end() throws(Failure) {
         skipSpace()
-        guard offset == b.count else { throw fail("data after the value") }
+        guard _offset == b.count else { throw fail("data after the value") }
     }
 
     // MARK: values
 
     /// Takes a string.
+    @inlinable
     public mutating func string() throws(Failure) -> JSONString {
         skipSpace()
-        guard offset < b.count, b[offset] == UInt8(ascii: "\"") else { throw fail("expected a string") }
+        guard _offset < b.count, b[_offset] == UInt8(ascii: "\"") else { throw fail("expected a string") }
         let s = try stringToken()
         afterValue = true
         return s
     }
 
     /// Takes a number.
+    @inlinable
     public mutating func number() throws(Failure) -> JSONNumber {
         skipSpace()
         let n = try numberToken()
@@ -159,16 +174,18 @@ public struct JSONScanner {
     }
 
     /// Takes `true` or `false`.
+    @inlinable
     public mutating func bool() throws(Failure) -> Bool {
         skipSpace()
-        guard offset < b.count else { throw fail("unexpected end") }
-        let v = b[offset] == UInt8(ascii: "t")
+        guard _offset < b.count else { throw fail("unexpected end") }
+        let v = b[_offset] == UInt8(ascii: "t")
         try literal(v ? "true" : "false")
         afterValue = true
         return v
     }
 
     /// Takes `null`.
+    @inlinable
     public mutating func null() throws(Failure) {
         skipSpace()
         try literal("null")
@@ -195,24 +212,26 @@ public struct JSONScanner {
     public mutating func raw() throws(Failure) -> UnsafeBufferPointer<UInt8> {
         let start = valueStart()
         try skip()
-        return UnsafeBufferPointer(rebasing: b[start..<offset])
+        return UnsafeBufferPointer(rebasing: b[start..<_offset])
     }
 
     // MARK: tokens
 
-    private mutating func literal(_ word: StaticString) throws(Failure) {
+    @usableFromInline @inline(__always)
+    mutating func literal(_ word: StaticString) throws(Failure) {
         let n = word.utf8CodeUnitCount
-        guard offset + n <= b.count else { throw fail("unexpected end") }
-        for k in 0..<n where b[offset + k] != word.utf8Start[k] { throw fail("invalid literal") }
-        offset += n
+        guard _offset + n <= b.count else { throw fail("unexpected end") }
+        for k in 0..<n where b[_offset + k] != word.utf8Start[k] { throw fail("invalid literal") }
+        _offset += n
     }
 
     /// At an opening quote: checks the string through its closing quote. The position lives in a
-    /// local while it runs (`offset` is written back on the way out, and where it fails).
-    private mutating func stringToken() throws(Failure) -> JSONString {
+    /// local while it runs (`_offset` is written back on the way out, and where it fails).
+    @usableFromInline
+    mutating func stringToken() throws(Failure) -> JSONString {
         let n = b.count
         guard let p = b.baseAddress else { throw fail("unexpected end") }
-        let start = offset + 1
+        let start = _offset + 1
         var i = start
         var high: UInt64 = 0  // the OR of the string's bytes: bit 7 set when any is non-ASCII
         var escaped = false
@@ -237,7 +256,7 @@ public struct JSONScanner {
             if c == UInt8(ascii: "\"") {
                 let raw = UnsafeBufferPointer(start: p + start, count: i - start)
                 if high & highs != 0, !UTF8Validator.isValid(UnsafeRawBufferPointer(raw)) { throw failing(i, "invalid UTF-8") }
-                offset = i &+ 1
+                _offset = i &+ 1
                 return JSONString(raw: raw, escaped: escaped)
             }
             guard c >= 0x20 else { throw failing(i, "control character in a string") }
@@ -269,32 +288,33 @@ public struct JSONScanner {
         }
     }
 
-    private mutating func numberToken() throws(Failure) -> JSONNumber {
-        let start = offset
-        guard offset < b.count else { throw fail("unexpected end") }
-        if b[offset] == UInt8(ascii: "-") { offset += 1 }
-        guard offset < b.count, b[offset] >= 48, b[offset] <= 57 else { throw fail("invalid number") }
-        if b[offset] == 48 {
-            offset += 1
+    @usableFromInline
+    mutating func numberToken() throws(Failure) -> JSONNumber {
+        let start = _offset
+        guard _offset < b.count else { throw fail("unexpected end") }
+        if b[_offset] == UInt8(ascii: "-") { _offset += 1 }
+        guard _offset < b.count, b[_offset] >= 48, b[_offset] <= 57 else { throw fail("invalid number") }
+        if b[_offset] == 48 {
+            _offset += 1
         } else {
-            while offset < b.count, b[offset] >= 48, b[offset] <= 57 { offset += 1 }
+            while _offset < b.count, b[_offset] >= 48, b[_offset] <= 57 { _offset += 1 }
         }
         var integer = true
-        if offset < b.count, b[offset] == UInt8(ascii: ".") {
+        if _offset < b.count, b[_offset] == UInt8(ascii: ".") {
             integer = false
-            offset += 1
-            guard offset < b.count, b[offset] >= 48, b[offset] <= 57 else { throw fail("invalid number") }
-            while offset < b.count, b[offset] >= 48, b[offset] <= 57 { offset += 1 }
+            _offset += 1
+            guard _offset < b.count, b[_offset] >= 48, b[_offset] <= 57 else { throw fail("invalid number") }
+            while _offset < b.count, b[_offset] >= 48, b[_offset] <= 57 { _offset += 1 }
         }
-        if offset < b.count, b[offset] == UInt8(ascii: "e") || b[offset] == UInt8(ascii: "E") {
+        if _offset < b.count, b[_offset] == UInt8(ascii: "e") || b[_offset] == UInt8(ascii: "E") {
             integer = false
-            offset += 1
-            if offset < b.count, b[offset] == UInt8(ascii: "+") || b[offset] == UInt8(ascii: "-") { offset += 1 }
-            guard offset < b.count, b[offset] >= 48, b[offset] <= 57 else { throw fail("invalid number") }
-            while offset < b.count, b[offset] >= 48, b[offset] <= 57 { offset += 1 }
+            _offset += 1
+            if _offset < b.count, b[_offset] == UInt8(ascii: "+") || b[_offset] == UInt8(ascii: "-") { _offset += 1 }
+            guard _offset < b.count, b[_offset] >= 48, b[_offset] <= 57 else { throw fail("invalid number") }
+            while _offset < b.count, b[_offset] >= 48, b[_offset] <= 57 { _offset += 1 }
         }
-        let n = JSONNumber(raw: UnsafeBufferPointer(rebasing: b[start..<offset]), integerSyntax: integer)
-        if !integer || n.raw.count > 18, !n.double.isFinite { offset = start; throw fail("number out of range") }
+        let n = JSONNumber(raw: UnsafeBufferPointer(rebasing: b[start..<_offset]), integerSyntax: integer)
+        if !integer || n.raw.count > 18, !n.double.isFinite { _offset = start; throw fail("number out of range") }
         return n
     }
 }

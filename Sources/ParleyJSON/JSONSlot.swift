@@ -26,6 +26,7 @@ public enum JSONSlot {
 
 extension JSONScanner {
     /// Takes the next value into a slot.
+    @inlinable
     public mutating func slot() throws(Failure) -> JSONSlot {
         switch try peek() {
         case .string: return .string(try string())
