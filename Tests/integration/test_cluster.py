@@ -1,6 +1,6 @@
 """Cluster mode: three Parley nodes on a three-server NATS JetStream cluster (all real, on
 loopback), one replicated stream. Customers and agents on different nodes chat as on one."""
-import asyncio, json, os, signal, subprocess, urllib.request
+import asyncio, json, os, signal, subprocess, urllib.error, urllib.request
 import pytest
 from conftest import ROOT, ServerProcess, metric, wait_for
 from chatclient import Client, run, eventually
@@ -22,13 +22,31 @@ def cluster():
     nodes = []
     try:
         nodes = [node(nats, f"n{i + 1}") for i in range(3)]
-        # One of them writes once the lease is taken.
+        # One of them writes once the lease is taken; the stream may still be electing its leader
+        # (on a loaded machine a PubAck can then take longer than the append timeout, and appends
+        # are refused 503 `unavailable`, as a client is told to retry). The tests start once an
+        # append through every node has been confirmed.
         wait_for(lambda: any("cluster.role=writer" in l for n in nodes for l in n.log), what="a writer")
+        wait_for(lambda: all(accepts_writes(n) for n in nodes), timeout=120, what="the stream confirming an append through every node")
         yield nats, nodes
     finally:
         for n in nodes:
             n.stop(signal.SIGKILL)
         nats.stop()
+
+
+PROBE_ORDER = {"placedAt": "2026-01-01T00:00:00Z", "status": "placed", "total": "1.00", "currency": "EUR", "items": [{"name": "Probe", "quantity": 1}]}
+
+
+def accepts_writes(server):
+    """Whether an append through this node is confirmed by the stream now (503: not yet)."""
+    try:
+        status, _ = put_order(server, "cluster-probe", f"probe-{server.port}", PROBE_ORDER)
+        return status in (200, 201)
+    except urllib.error.HTTPError as e:
+        if e.code == 503:
+            return False
+        raise
 
 
 def put_order(server, user, order, body):

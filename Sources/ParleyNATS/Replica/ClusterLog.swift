@@ -84,7 +84,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
 
     /// What this node did, since it started (for `/metrics`).
     public struct Stats: Sendable, Equatable {
-        /// Stream messages this node published (group commit: each holds `recordsPublished / published` records on average).
+        /// Stream messages this node published and the stream confirmed (group commit: each holds `recordsPublished / published` records on average).
         public var published: UInt64 = 0
         public var recordsPublished: UInt64 = 0
         /// Appends answered `unavailable` (not the writer, or the stream did not confirm).
@@ -378,12 +378,17 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
         for o in outputs {
             switch o {
             case .publish(let a):
-                roleBox.lock.lock(); roleBox.stats.published += 1; roleBox.stats.recordsPublished += UInt64(a.records.count); roleBox.lock.unlock()
                 js.publish(config.subject, payload: Self.payload(of: a.records), msgId: a.msgId, expectedLastSeq: a.position - 1,
                            headers: [("Parley-After", String(a.after))], timeoutMs: config.appendTimeoutMs) { [weak self] result in
                     guard let self else { return }
                     switch result {
-                    case .success(let ack): self.run(self.core.pubAck(msgId: a.msgId, seq: ack.seq))
+                    case .success(let ack):
+                        self.run(self.core.pubAck(msgId: a.msgId, seq: ack.seq))
+                        // Counted once the stream confirmed it (and after `applied` moved past it).
+                        self.roleBox.lock.lock()
+                        self.roleBox.stats.published += 1
+                        self.roleBox.stats.recordsPublished += UInt64(a.records.count)
+                        self.roleBox.lock.unlock()
                     case .failure(let f):
                         self.logger.warning("append not acknowledged: the stream decides", metadata: ["cluster.position": "\(a.position)", "error": "\(f)"])
                         self.run(self.core.publishFailed(msgId: a.msgId))
