@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "ParleyProtocol", dependencies: ["ParleyChat", "ParleyLog", "ParleyJSON"]),
         .target(
             name: "ParleyWebSocket",
-            dependencies: ["ParleyTransport", "ParleyHTTP", "ParleyUTF8", "COpenSSL", "CZlib"]
+            dependencies: ["ParleyTransport", "ParleyHTTP", "ParleyUTF8", "COpenSSL", "CZlib", .product(name: "Atomics", package: "swift-atomics")]
         ),
         .target(
             name: "ParleyServer",

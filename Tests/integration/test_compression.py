@@ -184,7 +184,8 @@ def test_no_compression_flag_declines(fresh_server):
 
 def test_one_event_to_many_recipients_is_compressed_once(fresh_server):
     """A customer with 12 sessions (devices) and an agent: one long message reaches 13 compressing
-    sessions, and the server runs deflate for it once."""
+    sessions on two loops, and the server runs deflate for it at most once per loop (usually once:
+    loops that reach it at the same moment each compress, the first to publish is shared, no lock)."""
     server = fresh_server("--loops", "2")
 
     async def run():
@@ -214,4 +215,4 @@ def test_one_event_to_many_recipients_is_compressed_once(fresh_server):
 
     runs, sent = asyncio.run(run())
     assert sent >= 13
-    assert runs == 1, f"deflate ran {runs} times for one event sent {sent} times"
+    assert 1 <= runs <= 2, f"deflate ran {runs} times for one event sent {sent} times on 2 loops"

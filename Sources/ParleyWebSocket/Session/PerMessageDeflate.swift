@@ -1,4 +1,4 @@
-import Foundation
+import Atomics
 import ParleyTransport
 import ParleyUTF8
 
@@ -133,12 +133,21 @@ public struct PerMessageDeflate {
 /// An outgoing message built once for many recipients: its plain frame, and its compressed frame
 /// made by the first recipient that negotiated compression and shared by all the others (the
 /// server resets its compressor per message, so the bytes do not depend on the connection).
+///
+/// Lock-free: the compressed frame is published once through an atomic reference. Loops that
+/// reach the message at the same moment may each compress it (the same bytes); the first to
+/// publish wins and the others use its frame, so a message is compressed at most once per loop
+/// and usually once, and no loop ever waits for another.
 public final class OutboundMessage: @unchecked Sendable {
     public let frame: ByteChunk
     private let headerBytes: Int
-    private let lock = NSLock()
-    /// By compressor window: the compressed frame, or nil when compression did not make it smaller.
-    private var deflated: [(bits: Int, frame: ByteChunk?)] = []
+    /// The compressed frame (or nil: compression did not make it smaller) for one window size.
+    private final class Deflated {
+        let bits: Int
+        let frame: ByteChunk?
+        init(bits: Int, frame: ByteChunk?) { self.bits = bits; self.frame = frame }
+    }
+    private let deflated = ManagedAtomicLazyReference<Deflated>()
 
     public init(_ opcode: Opcode, _ payload: [UInt8]) {
         frame = FrameEncoder.shared(opcode, payload)
@@ -151,21 +160,24 @@ public final class OutboundMessage: @unchecked Sendable {
     /// The compressed frame for a connection, compressing on first need. Nil: send `frame`.
     func compressedFrame(_ pmd: PerMessageDeflate, counters: inout LoopCounters) -> ByteChunk? {
         let bits = pmd.sendBits
-        let body = payload
-        guard body.count >= pmd.minCompressBytes else { return nil }
-        lock.lock()
-        defer { lock.unlock() }
-        for d in deflated where d.bits == bits { return d.frame }
-        var made: ByteChunk? = nil
-        if let z = pmd.compress(body, counters: &counters) {
-            var header: (UInt64, UInt64) = (0, 0)
-            let n = withUnsafeMutableBytes(of: &header) { FrameEncoder.writeHeader(into: $0.baseAddress!, opcode: opcode, length: z.count, rsv1: true) }
-            made = ByteChunk(count: n + z.count) { dst in
-                withUnsafeBytes(of: &header) { dst.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
-                (dst.baseAddress! + n).copyMemory(from: z.baseAddress!, byteCount: z.count)
-            }
+        guard payload.count >= pmd.minCompressBytes else { return nil }
+        if let d = deflated.load() {
+            // Almost always the one window every client asks for; another window is compressed
+            // for this connection alone.
+            return d.bits == bits ? d.frame : compress(pmd, counters: &counters)
         }
-        deflated.append((bits, made))
-        return made
+        let made = compress(pmd, counters: &counters)
+        let d = deflated.storeIfNilThenLoad(Deflated(bits: bits, frame: made))
+        return d.bits == bits ? d.frame : made
+    }
+
+    private func compress(_ pmd: PerMessageDeflate, counters: inout LoopCounters) -> ByteChunk? {
+        guard let z = pmd.compress(payload, counters: &counters) else { return nil }
+        var header: (UInt64, UInt64) = (0, 0)
+        let n = withUnsafeMutableBytes(of: &header) { FrameEncoder.writeHeader(into: $0.baseAddress!, opcode: opcode, length: z.count, rsv1: true) }
+        return ByteChunk(count: n + z.count) { dst in
+            withUnsafeBytes(of: &header) { dst.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
+            (dst.baseAddress! + n).copyMemory(from: z.baseAddress!, byteCount: z.count)
+        }
     }
 }
