@@ -29,7 +29,7 @@ final class ChatClientTests: XCTestCase {
     }
 
     private func client(store: (any ChatStateStore)? = nil, transport: (any ChatTransport)? = nil) -> ChatClient {
-        let c = ChatClient(urls: [server.url], store: store ?? MemoryStateStore(), transport: transport ?? NativeTransport(),
+        let c = ChatClient(urls: [server.url], store: store ?? MemoryStateStore(), transport: transport ?? NativeTransport.shared,
                            backoff: Backoff(initialMs: 50, maxMs: 400))
         clients.append(c)
         return c
@@ -277,7 +277,7 @@ actor Counter {
 /// A transport that loses some frames from the server (those that start with one of `dropping`):
 /// the network losing an ack, without a mock of the server.
 final class LossyTransport: ChatTransport, @unchecked Sendable {
-    private let inner = NativeTransport()
+    private let inner = NativeTransport.shared
     private let dropping: [String]
     init(dropping: [String]) { self.dropping = dropping }
 

@@ -25,6 +25,7 @@ extension ChatClient {
             throw ChatClientError(.invalid, "clientMsgId must be 1 to \(ChatLimits.maxClientMsgIdBytes) bytes")
         }
         if case .closed = state { throw ChatClientError(.closed, "client closed") }
+        if case .unauthorized(let why) = state { throw ChatClientError(.unauthorized, why) }
         typing(conversation, active: false)
         return try await withCheckedThrowingContinuation { (c: CheckedContinuation<MessageAck, Error>) in
             sendWaiters[clientMsgId, default: []].append(c)

@@ -101,7 +101,7 @@ public actor ChatClient {
         #if canImport(Darwin)
         return URLSessionTransport()
         #else
-        return NativeTransport()
+        return NativeTransport.shared
         #endif
     }
 

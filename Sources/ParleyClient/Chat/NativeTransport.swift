@@ -6,10 +6,16 @@ import ParleyWebSocket
 /// network is noticed within `pingIntervalMs + pongTimeoutMs`. The transport of Linux apps and of
 /// the SDK's tests; on Apple platforms `URLSessionTransport` is the default.
 public final class NativeTransport: ChatTransport, @unchecked Sendable {
+    /// One event loop for every client that does not bring its own transport (an app has one or a
+    /// few connections; a loop per client would only cost threads and descriptors).
+    public static let shared = NativeTransport()
+
     private let group: LoopGroup
     private let keepAlive: KeepAlive
     private let compression: Bool
 
+    /// A transport on its own event loop (a thread's worth of work, an epoll descriptor): kept for
+    /// the life of the process, so make one per configuration, not one per connection.
     public init(keepAlive: KeepAlive = KeepAlive(pingIntervalMs: 20_000, pongTimeoutMs: 10_000), compression: Bool = true) {
         group = LoopGroup(count: 1)
         self.keepAlive = keepAlive
