@@ -38,7 +38,7 @@ public enum EventType: String, CaseIterable, Sendable {
 import ParleyJSON
 
 /// Wire names as bytes, to find the one a token spells without allocating.
-public struct WireNameTable<Name: RawRepresentable & CaseIterable> where Name.RawValue == String {
+public struct WireNameTable<Name: RawRepresentable & CaseIterable & Sendable>: Sendable where Name.RawValue == String {
     let entries: [(name: Name, utf8: [UInt8])]
     public init() { entries = Name.allCases.map { ($0, Array($0.rawValue.utf8)) } }
 
