@@ -28,7 +28,9 @@ public struct HTTPServerLimits: Sendable {
 }
 
 /// HTTP/1.1 on one connection: parse with hard limits, answer, keep alive, or upgrade.
-public final class HTTPConnectionHandler: ConnectionHandler {
+/// Loop-confined like its connection (`@unchecked Sendable` for the same reason: a deferred
+/// answer hops back onto the loop's queue before it touches anything).
+public final class HTTPConnectionHandler: ConnectionHandler, @unchecked Sendable {
     private var parser: HTTPRequestParser
     private let limits: HTTPServerLimits
     private let service: (HTTPRequest, Connection) -> HTTPServiceResult
@@ -97,7 +99,7 @@ public final class HTTPConnectionHandler: ConnectionHandler {
                     let loop = c.loop
                     let includeBody = head.method != "HEAD"
                     start { [weak self] response in
-                        loop.queue.async { self?.finishDeferred(c, response, keepAlive: keepAlive, includeBody: includeBody) }
+                        loop.queue.async { [weak self] in self?.finishDeferred(c, response, keepAlive: keepAlive, includeBody: includeBody) }
                     }
                     return offset
                 }

@@ -6,7 +6,9 @@ import ParleyTransport
 /// everything it was subscribed to. Publishes and requests made while it is down fail with
 /// `.notConnected` at once: the caller decides what to retry (JetStream appends are retried
 /// with the same `Nats-Msg-Id`). Loop-confined, like `NATSConnection`.
-public final class NATSClient {
+/// Loop-confined (`@unchecked Sendable`: its state is touched only on its loop's queue, which its
+/// timers and callbacks hop onto first).
+public final class NATSClient: @unchecked Sendable {
     public struct Server: Equatable, Sendable, CustomStringConvertible {
         public var host: String
         public var port: Int

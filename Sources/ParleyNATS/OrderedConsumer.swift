@@ -7,7 +7,9 @@ import ParleyTransport
 /// than arrived, silence for three heartbeats, a reconnect (`reset()`), a failed create. So the
 /// handler sees each stream sequence at most once, in ascending order, and none is skipped unless
 /// the stream no longer has it. Loop-confined, like the client.
-public final class OrderedConsumer {
+/// Loop-confined (`@unchecked Sendable`: its state is touched only on its loop's queue, which its
+/// timers and callbacks hop onto first).
+public final class OrderedConsumer: @unchecked Sendable {
     public let stream: String
     public let heartbeatMs: UInt64
     /// The next stream sequence wanted.

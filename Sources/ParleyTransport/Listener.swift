@@ -38,7 +38,8 @@ public final class ConnectionBudget: @unchecked Sendable {
 ///
 /// Loops live as long as the process: their Dispatch sources run handlers that refer to them, and
 /// a source must never be released while it runs. `LoopGroup.all` keeps every loop ever started.
-public final class LoopGroup {
+/// `@unchecked Sendable`: `nextLoop` is called from one queue only (as it says).
+public final class LoopGroup: @unchecked Sendable {
     public let loops: [Loop]
     private var next = 0
     nonisolated(unsafe) private static var all: [Loop] = []
@@ -61,7 +62,8 @@ public final class LoopGroup {
 }
 
 /// A non-blocking listening socket whose readiness arrives through one DispatchSourceRead.
-public final class Listener {
+/// `@unchecked Sendable`: its state is touched only on its own accept `queue`.
+public final class Listener: @unchecked Sendable {
     public let fd: Int32
     public let port: Int
     private let queue = DispatchQueue(label: "parley.accept", target: .global(qos: .userInteractive))
@@ -100,15 +102,16 @@ public final class Listener {
     }
 
     /// Starts accepting; each new socket is adopted by the next loop and `onAccept` runs there.
-    public func start(group: LoopGroup, budget: ConnectionBudget, onAccept: @escaping (Loop, Int32) -> Void) {
+    public func start(group: LoopGroup, budget: ConnectionBudget, onAccept: @escaping @Sendable (Loop, Int32) -> Void) {
         let s = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
         let perWakeup = group.loops[0].limits.acceptsPerWakeup
         s.setEventHandler { [unowned self] in
             self.acceptBatch(perWakeup: perWakeup, group: group, budget: budget, onAccept: onAccept)
         }
         budget.onResume = { [weak self] in
-            self?.queue.async {
-                guard let self, !self.stopped, self.suspended else { return }
+            guard let listener = self else { return }
+            listener.queue.async { [weak listener] in
+                guard let self = listener, !self.stopped, self.suspended else { return }
                 self.suspended = false
                 self.logger.info("accepting resumed", metadata: ["conn.open": "\(budget.openConnections)"])
                 self.source?.resume()
@@ -118,7 +121,7 @@ public final class Listener {
         s.resume()
     }
 
-    private func acceptBatch(perWakeup: Int, group: LoopGroup, budget: ConnectionBudget, onAccept: @escaping (Loop, Int32) -> Void) {
+    private func acceptBatch(perWakeup: Int, group: LoopGroup, budget: ConnectionBudget, onAccept: @escaping @Sendable (Loop, Int32) -> Void) {
         // Linux reports no backlog size for a listener (data is always 1): accept until EAGAIN, capped.
         for _ in 0..<perWakeup {
             if budget.openConnections >= budget.pauseAt {
@@ -167,7 +170,7 @@ public final class Listener {
     }
 
     /// Stops accepting and closes the listening socket (from its source's cancel handler).
-    public func stop(completion: @escaping () -> Void = {}) {
+    public func stop(completion: @escaping @Sendable () -> Void = {}) {
         queue.async {
             guard !self.stopped, let s = self.source else { completion(); return }
             self.stopped = true

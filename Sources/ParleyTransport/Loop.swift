@@ -37,7 +37,10 @@ public struct LoopCounters: Sendable {
 
 /// One serial DispatchQueue and every connection that lives on it. All of a connection's state
 /// is touched only on its loop's queue.
-public final class Loop {
+/// `@unchecked Sendable`: a loop is handed between threads (the listener gives each accepted socket
+/// to one) but everything it holds is touched only on its own serial `queue`, the discipline every
+/// method documents; ThreadSanitizer (`scripts/tsan.sh`) checks it where the compiler cannot.
+public final class Loop: @unchecked Sendable {
     /// For the rare failures of the loop itself (connections log through their handlers).
     static let logger = Logger(label: "parley.transport")
     public let index: Int
@@ -68,7 +71,7 @@ public final class Loop {
     @exclusivity(unchecked) var table: [Connection?] = []
     private var nextId: UInt32 = 1
     let budget: ConnectionBudget?
-    private var tickHandlers: [(UInt64) -> Void] = []
+    private var tickHandlers: [@Sendable (UInt64) -> Void] = []
     /// TLS scratch (memory BIO, plaintext buffer, deferred handshakes): made on first TLS use.
     private var tlsScratch: TLSIO?
     var tlsIO: TLSIO {
@@ -119,7 +122,7 @@ public final class Loop {
     }
 
     /// Runs `body` on every tick (every 250 ms) on this loop.
-    public func onTick(_ body: @escaping (UInt64) -> Void) {
+    public func onTick(_ body: @escaping @Sendable (UInt64) -> Void) {
         queue.async { self.tickHandlers.append(body) }
     }
 

@@ -201,7 +201,8 @@ final class TLSState {
 
 /// The loop's TLS scratch: the BIO reads ciphertext from `input` and appends what OpenSSL writes
 /// to `out`. Loop-confined like everything else on the loop, so one serves every connection.
-final class TLSIO {
+/// Loop-confined scratch (one per loop), like the loop itself.
+final class TLSIO: @unchecked Sendable {
     var input: UnsafeRawPointer?
     var inputCount = 0
     var inputUsed = 0
@@ -256,7 +257,8 @@ final class TLSIO {
         return join
     }
 
-    static let method: OpaquePointer = {
+    /// Made once, then only read (OpenSSL's BIO_METHOD is immutable after set-up).
+    nonisolated(unsafe) static let method: OpaquePointer = {
         let m = BIO_meth_new(BIO_get_new_index() | parley_BIO_TYPE_SOURCE_SINK(), "parley-loop")!
         _ = BIO_meth_set_write(m) { bio, data, len in
             guard let bio, let data, len > 0, let p = BIO_get_data(bio) else { return 0 }

@@ -264,7 +264,7 @@ public final class ClusterLog: EventStore, @unchecked Sendable {
             var started = false
             // A cluster that is still electing its JetStream leader refuses for a moment: ask
             // again until the start-up deadline, then say what it answered last.
-            func attempt() {
+            @Sendable func attempt() {
                 let js = JetStream(client: client)
                 js.createStream(name: config.stream, subjects: [config.subject], replicas: config.replicas) { r in
                     switch r {

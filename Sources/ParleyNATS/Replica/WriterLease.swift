@@ -8,7 +8,9 @@ import ParleyTransport
 /// cannot renew within its TTL (counted from before it asked, on its own clock) considers it lost.
 /// The lease only decides who tries to write: the chain rule keeps two writers from both counting.
 /// Loop-confined.
-public final class WriterLease {
+/// Loop-confined (`@unchecked Sendable`: its state is touched only on its loop's queue, which its
+/// timers and callbacks hop onto first).
+public final class WriterLease: @unchecked Sendable {
     public let bucket: String
     public let key: String
     public let node: String
