@@ -63,16 +63,18 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
-            ]
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyServer", "ParleyLog", "ParleyNATS",
+                "ParleyServer", "ParleyLog", "ParleyNATS", "CParleySys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ]
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // The Swift chat SDK for apps (ChatClient) and the WebSocket client it runs on off Apple platforms.
         .target(name: "ParleyClient", dependencies: ["ParleyTransport", "ParleyWebSocket", "ParleyProtocol", "ParleyChat", "ParleyLog", "ParleyJSON"],
@@ -102,12 +104,13 @@ let package = Package(
         .testTarget(name: "ParleyClientTests", dependencies: ["ParleyClient", "ParleyServer", .product(name: "JWTKit", package: "jwt-kit")]),
         .testTarget(name: "ParleyLoadTests", dependencies: ["ParleyLoad", "ParleyServer", .product(name: "Histogram", package: "hdrhistogram-swift")]),
     ],
-    // Swift 6 language mode (complete concurrency checking) per target: every library but
-    // ParleyServer. The loop-confined classes (Loop, Connection, Listener, LoopGroup, TLSIO, the
-    // HTTP handler, NATSClient, OrderedConsumer, WriterLease) are `@unchecked Sendable`: they are
-    // handed to DispatchQueue closures and confined to one serial queue by rule, which the compiler
-    // cannot see (ThreadSanitizer checks it). ParleyServer, the executables and the tests are still
-    // in 5: the chat service's completion closures (log, order store, cluster bridge) are not yet
-    // @Sendable and its session references and Router cross queues the same way (16 errors in 6).
+    // Swift 6 language mode (complete concurrency checking) per target: every library and the
+    // `parley` executable. The loop- or queue-confined classes (Loop, Connection, Listener,
+    // LoopGroup, TLSIO, HTTPConnectionHandler, NATSClient, OrderedConsumer, WriterLease, ChatSession,
+    // Server) are `@unchecked Sendable`: they are handed to DispatchQueue closures and confined to
+    // one serial queue by rule, which the compiler cannot see (ThreadSanitizer checks it); the
+    // server's Router is read-only once started (`nonisolated(unsafe)` where the accept closure
+    // takes it). Still in 5: `parley-load` (its scenarios share per-loop state with their timers the
+    // same way; ~10 places) and the test targets.
     swiftLanguageModes: [.v5]
 )

@@ -72,3 +72,7 @@ uint64_t parley_rss_bytes(void) {
     if (ok != 2) return 0;
     return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
 }
+
+void parley_line_buffer_stdout(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}

@@ -10,6 +10,8 @@ public protocol ChatStore {
 }
 
 /// Commands a conversation partition takes (from sessions, through the switchboard, and from the log).
+extension BookInput: Sendable where S: Sendable {}
+
 public enum BookInput<S: Hashable> {
     // session lifecycle (sent by the switchboard)
     /// Phase one of `hello`: summarise these conversations for the welcome and hold the session's

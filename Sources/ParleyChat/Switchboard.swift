@@ -1,6 +1,8 @@
 import ParleyLog
 
 /// Commands the switchboard takes: from sessions (through the server) and from partitions.
+extension SwitchboardInput: Sendable where S: Sendable {}
+
 public enum SwitchboardInput<S: Hashable> {
     case sessionOpened(S, Person, capacity: Int, resume: [ConversationID: UInt64])
     case sessionClosed(S)

@@ -10,7 +10,9 @@ import ParleyWeb
 import Foundation
 
 /// Composition root: listener, loops, HTTP routes, WebSocket endpoints, lifecycle.
-public final class Server {
+/// `@unchecked Sendable`: built and started on one thread; what the loops' and queues' closures
+/// read of it afterwards (config, metrics, the chat service, the log) is set before they run.
+public final class Server: @unchecked Sendable {
     public let config: ServerConfig
     private let logger: Logger
     private var group: LoopGroup?
@@ -51,7 +53,7 @@ public final class Server {
             print("parley: generated secrets in \(SecretsStore.path(dataDir: config.dataDir)) (mode 0600). Shown once:")
             print("  PARLEY_JWT_SECRET=\(secrets.jwtSecret)")
             print("  PARLEY_API_KEY=\(secrets.apiKey)")
-            fflush(stdout)
+            fflush(nil)
         }
         self.tokens = try TokenService(secret: secrets.jwtSecret)
         do { self.web = try WebAssets.load() } catch { throw ServerError.web("\(error)") }
@@ -205,9 +207,13 @@ public final class Server {
             for (l, _) in bound { l.stop() }
             throw error
         }
-        let router = self.router
-        var httpLimits = HTTPServerLimits()
-        httpLimits.parser.maxBodyBytes = 1 << 20
+        // Routes are all added before the server starts and only read afterwards.
+        nonisolated(unsafe) let router = self.router
+        let httpLimits: HTTPServerLimits = {
+            var l = HTTPServerLimits()
+            l.parser.maxBodyBytes = 1 << 20
+            return l
+        }()
         let metrics = self.metrics
         let logger = self.logger
         for loop in group.loops { loop.onTick { _ in metrics.absorb(&loop.counters) } }
@@ -251,7 +257,7 @@ public final class Server {
     }
 
     /// Stops accepting, closes every WebSocket with 1001 and waits (bounded) for them to go.
-    public func shutdown(completion: @escaping () -> Void) {
+    public func shutdown(completion: @escaping @Sendable () -> Void) {
         guard let group, !listeners.isEmpty else { completion(); return }
         logger.info("shutting down")
         let stopped = DispatchGroup()
@@ -265,7 +271,7 @@ public final class Server {
                 }
             }
             let deadline = monotonicMs() + self.config.shutdownGraceMs
-            func poll() {
+            @Sendable func poll() {
                 var open = 0
                 for loop in group.loops { loop.queue.sync { open += loop.connectionCount } }
                 if open == 0 || monotonicMs() >= deadline {

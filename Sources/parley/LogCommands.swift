@@ -1,3 +1,4 @@
+import CParleySys
 import ArgumentParser
 import Dispatch
 import Foundation
@@ -213,7 +214,7 @@ struct Stress: ParsableCommand {
     @Option var seconds = 60.0
 
     func run() throws {
-        setvbuf(stdout, nil, _IOLBF, 0)
+        parley_line_buffer_stdout()  // progress lines appear as printed, also through a pipe
         var config = LogConfig(directory: dir)
         config.segmentBytes = Int64(segmentKib) << 10
         let (log, report) = try Log.open(config, logger: quietLogger())
@@ -246,3 +247,4 @@ struct Stress: ParsableCommand {
         log.close()
     }
 }
+

@@ -187,7 +187,7 @@ struct Serve: ParsableCommand {
             try server.start()
             if config.demo {
                 for line in try server.demoLinks() { print(line) }
-                fflush(stdout)
+                fflush(nil)
             }
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])

@@ -8,6 +8,8 @@
 /// Puts the calling process under SCHED_BATCH (no wake-up preemption). Call before
 /// Dispatch starts its threads so they inherit it. Returns 0 or errno.
 int parley_set_sched_batch(void);
+/* Line-buffered stdout (C's `stdout` is a mutable global Swift 6 will not touch). */
+void parley_line_buffer_stdout(void);
 
 /// accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC. Returns fd or -1 (errno set).
 int parley_accept_nonblocking(int listen_fd);

@@ -157,7 +157,7 @@ final class ChatService: @unchecked Sendable {
     }
 
     /// This node's users with sessions (cluster mode tells the other nodes), read on the switchboard's queue.
-    func localUsers(_ done: @escaping ([RemoteUser]) -> Void) {
+    func localUsers(_ done: @escaping @Sendable ([RemoteUser]) -> Void) {
         switchboardQueue.async { [self] in done(switchboard.localUsers) }
     }
 
@@ -170,7 +170,7 @@ final class ChatService: @unchecked Sendable {
     }
 
     /// A conversation's durable view, read on its partition's queue.
-    func view(_ c: ConversationID, completion: @escaping (ConversationView?) -> Void) {
+    func view(_ c: ConversationID, completion: @escaping @Sendable (ConversationView?) -> Void) {
         let p = partitions[ChatService.partition(of: c, count: partitions.count)]
         p.queue.async { completion(p.book.view(c, viewer: "")) }
     }

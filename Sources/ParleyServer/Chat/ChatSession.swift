@@ -8,7 +8,9 @@ import ParleyWebSocket
 
 /// One `/v1/ws` connection speaking protocol v1: hello and token check, then requests handed to
 /// the switchboard or the conversation's partition. Lives on its connection's loop.
-final class ChatSession: WebSocketDelegate {
+/// Loop-confined like its WebSocket (`@unchecked Sendable`: timers and answers from the chat
+/// service hop onto the loop's queue before touching it).
+final class ChatSession: WebSocketDelegate, @unchecked Sendable {
     enum State { case awaitingHello, verifying, joining, ready, closed }
 
     static let helloTimeoutMs = 10_000

@@ -295,7 +295,7 @@ final class ClusterBridge: @unchecked Sendable {
 
     // MARK: orders
 
-    private func forwardOrder(_ rec: OrderRecord, _ done: @escaping (Result<Bool, LogError>) -> Void) {
+    private func forwardOrder(_ rec: OrderRecord, _ done: @escaping @Sendable (Result<Bool, LogError>) -> Void) {
         let log = self.log, subject = "\(prefix).rpc.orders", payload = rec.encode(), timeout = forwardTimeoutMs
         loop.queue.async { [client] in
             client.request(subject, payload: payload, timeoutMs: timeout) { r in

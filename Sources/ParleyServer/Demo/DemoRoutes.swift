@@ -29,7 +29,7 @@ enum DemoRoutes {
             return .respond(.error(500, code: "internal", message: "\(error)"))
         }
         return .deferred { reply in
-            let mint = {
+            let mint: @Sendable () -> Void = {
                 tokens.sign(claims) { result in
                     switch result {
                     case .success(let t): reply(.json(200, #"{"token":"\#(t)","sub":"\#(user)"}"#, headers: setCookie + [("Cache-Control", "no-store")]))

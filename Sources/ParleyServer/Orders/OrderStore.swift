@@ -53,7 +53,7 @@ final class OrderStore: @unchecked Sendable {
 
     /// The order `conversation.open` asks for, read on the reader queue: the latest, a named one
     /// (not_found when the user has no such order), or none.
-    func snapshot(userId: String, choice: OrderChoice, completion: @escaping (Result<OrderSnapshot?, FrameError>) -> Void) {
+    func snapshot(userId: String, choice: OrderChoice, completion: @escaping @Sendable (Result<OrderSnapshot?, FrameError>) -> Void) {
         if case .none = choice { return completion(.success(nil)) }
         readers.async { [self] in
             switch choice {
@@ -110,13 +110,13 @@ final class OrderStore: @unchecked Sendable {
     }
 
     /// Stores a validated order here, or in cluster mode through the writer; `done` once durable.
-    func save(_ rec: OrderRecord, _ done: @escaping (Result<Bool, LogError>) -> Void) {
+    func save(_ rec: OrderRecord, _ done: @escaping @Sendable (Result<Bool, LogError>) -> Void) {
         if let forward { forward(rec, done) } else { store(rec, done) }
     }
 
     /// Cluster mode, on a node that does not write: hands the order to the writer and answers
     /// once this node has applied it. Nil: store here.
-    var forward: ((OrderRecord, @escaping (Result<Bool, LogError>) -> Void) -> Void)?
+    var forward: ((OrderRecord, @escaping @Sendable (Result<Bool, LogError>) -> Void) -> Void)?
 
     /// Appends the order and indexes it; `done` says whether it replaced one (once durable).
     func store(_ rec: OrderRecord, _ done: @escaping (Result<Bool, LogError>) -> Void) {
