@@ -4,7 +4,8 @@ skipped per suite. Exits 1 when any test failed, when a suite that should have r
 result (or fewer tests than it should), or when an integration pass ran servers in another
 readiness mode than its own.
 
-  XCTest           the `swift test` console log ("Test Case '…' passed|failed|skipped")
+  XCTest           the `swift test` console log ("Test Case '…' passed|failed|skipped"), once
+                   plain and once under ThreadSanitizer (whose report files must be none)
   Swift Testing    the xUnit file `swift test --xunit-output` writes for it
   integration      pytest's JUnit XML per readiness pass, and the modes its servers said they ran in
   sdk              the JUnit XML of `node --test` over Tests/sdk (the JavaScript SDK)
@@ -30,22 +31,32 @@ def row(name, passed, failed, skipped, note="", rc=None):
         problems.append(f"{name}: exited with status {code} though no test failed")
 
 
-def xctest():
-    log = OUT / "swift-test.log"
+def xctest(label="swift XCTest", logname="swift-test.log", rc="swift.rc"):
+    log = OUT / logname
     if not log.exists():
-        problems.append("swift XCTest: no log (swift test did not run)"); row("swift XCTest", 0, 0, 0, "DID NOT RUN"); return
+        problems.append(f"{label}: no log (swift test did not run)"); row(label, 0, 0, 0, "DID NOT RUN"); return
     text = log.read_text(errors="replace")
     outcomes = re.findall(r"^Test Case '([^']+)' (passed|failed|skipped) \(", text, re.M)
     counts = {k: sum(1 for _, o in outcomes if o == k) for k in ("passed", "failed", "skipped")}
     executed = re.findall(r"Executed (\d+) tests?, with (?:(\d+) tests? skipped and )?(\d+) failures?", text)
     if not executed:
-        problems.append("swift XCTest: no 'Executed N tests' line (the run did not finish)")
-        row("swift XCTest", counts["passed"], counts["failed"], counts["skipped"], "DID NOT FINISH"); return
+        problems.append(f"{label}: no 'Executed N tests' line (the run did not finish)")
+        row(label, counts["passed"], counts["failed"], counts["skipped"], "DID NOT FINISH"); return
     total = int(executed[-1][0])
     if total != len(outcomes) or total == 0:
-        problems.append(f"swift XCTest: {total} executed but {len(outcomes)} outcomes read")
+        problems.append(f"{label}: {total} executed but {len(outcomes)} outcomes read")
     failed = sorted(n for n, o in outcomes if o == "failed")
-    row("swift XCTest", counts["passed"], counts["failed"], counts["skipped"], ", ".join(failed[:5]), rc="swift.rc")
+    row(label, counts["passed"], counts["failed"], counts["skipped"], ", ".join(failed[:5]), rc=rc)
+
+
+def tsan_reports():
+    """ThreadSanitizer's report files from the TSan pass (log_path under the results)."""
+    reports = sorted((OUT / "tsan").glob("report*")) if (OUT / "tsan").exists() else []
+    kinds = []
+    for f in reports:
+        kinds += re.findall(r"WARNING: ThreadSanitizer: ([^\n(]+)", f.read_text(errors="replace"))
+    if kinds:
+        problems.append(f"thread sanitizer: {len(kinds)} report(s): " + "; ".join(sorted(set(k.strip() for k in kinds)))[:300])
 
 
 def junit(path):
@@ -124,6 +135,8 @@ def fuzz():
 
 
 xctest()
+xctest("swift XCTest (TSan)", "swift-tsan.log", "swift-tsan.rc")
+tsan_reports()
 swift_testing()
 for m in MODES:
     integration(m)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing, builds, then
-#   1. swift test (XCTest and Swift Testing; unit tests, table-driven from Protocol/vectors),
+#   1. swift test (XCTest and Swift Testing; unit tests, table-driven from Protocol/vectors), then
+#      the XCTest suite again built with ThreadSanitizer (.build/tsan; any report fails the run),
 #   2. the Python integration suite against the real binary, once per readiness mode,
 #   3. the JavaScript SDK's tests under Node's built-in runner, against the real binary,
 #   4. the browser tests (headless Chromium driving the console and the widget), once,
@@ -23,6 +24,18 @@ echo "== swift test"
 set +e
 swift test --skip-build --xunit-output "$results/swift-xunit.xml" 2>&1 | tee "$results/swift-test.log"
 echo "${PIPESTATUS[0]}" > "$results/swift.rc"
+set -e
+
+echo "== swift test (thread sanitizer)"
+# The integration suite against a TSan-built server is scripts/tsan.sh (too slow for every run).
+mkdir -p "$results/tsan"
+set +e
+swift build --build-tests --sanitize=thread --build-path .build/tsan > "$results/swift-tsan-build.log" 2>&1 \
+  || grep -E "error:" "$results/swift-tsan-build.log"
+TSAN_OPTIONS="halt_on_error=0 log_path=$PWD/$results/tsan/report" \
+  swift test --skip-build --sanitize=thread --build-path .build/tsan --disable-swift-testing > "$results/swift-tsan.log" 2>&1
+echo "$?" > "$results/swift-tsan.rc"
+grep -E "Executed [0-9]+ tests" "$results/swift-tsan.log" | tail -1
 set -e
 
 for mode in epoll sources; do
