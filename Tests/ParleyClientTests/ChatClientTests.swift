@@ -28,9 +28,9 @@ final class ChatClientTests: XCTestCase {
         return d
     }
 
-    private func client(store: (any ChatStateStore)? = nil, transport: (any ChatTransport)? = nil) -> ChatClient {
+    private func client(store: (any ChatStateStore)? = nil, transport: (any ChatTransport)? = nil, requestTimeoutMs: Int = 30_000) -> ChatClient {
         let c = ChatClient(urls: [server.url], store: store ?? MemoryStateStore(), transport: transport ?? NativeTransport.shared,
-                           backoff: Backoff(initialMs: 50, maxMs: 400))
+                           backoff: Backoff(initialMs: 50, maxMs: 400), requestTimeoutMs: requestTimeoutMs)
         clients.append(c)
         return c
     }
@@ -217,6 +217,23 @@ final class ChatClientTests: XCTestCase {
         XCTAssertEqual(store.load(user: "cust-epoch")?.positions[conversation.id.description], nil)
         let fresh = try await customer.open(order: .none)
         XCTAssertNotEqual(fresh.id, conversation.id)
+    }
+
+    // MARK: lost replies
+
+    func testARequestWhoseReplyIsLostTimesOutAndTheConnectionGoesOn() async throws {
+        let srv = server!
+        let customer = client(transport: LossyTransport(dropping: ["{\"type\":\"history\""]), requestTimeoutMs: 300)
+        try await within("connect") { try await customer.connect { try await srv.token("cust-lost", role: "customer") } }
+        let conversation = try await customer.open(order: .none)
+        do {
+            _ = try await within("the timeout") { try await customer.history(conversation.id) }
+            XCTFail("the history reply never comes")
+        } catch let e as ChatClientError {
+            XCTAssertEqual(e.code, .timeout)
+        }
+        let ack = try await within("a send after it") { try await customer.send(text: "still here", in: conversation.id) }
+        XCTAssertGreaterThan(ack.seq, 0, "the connection was kept")
     }
 
     // MARK: tokens
