@@ -224,7 +224,7 @@ function renderSidebar() {
     el('button', { type: 'button', class: 'claim', onclick: () => claim(w.conversation), 'aria-label': `Claim conversation with ${name(w.customer)}` }, 'Claim'))));
 
   const convs = [...client.conversations.values()].filter(mine)
-    .sort((a, b) => (b.lastTs || 0) - (a.lastTs || 0));
+    .sort((a, b) => (b.lastTs || 0) - (a.lastTs || 0) || (b.activity || 0) - (a.activity || 0));
   $('mine-count').textContent = convs.filter((c) => c.status !== 'resolved').length;
   $('mine').replaceChildren(...convs.map((c) => {
     const n = unread(c);

@@ -217,6 +217,7 @@ export class ParleyClient {
     this._freshStart = false;       // after an epoch change: connect without resume
     this._stopped = false;
     this._connectGeneration = 0;
+    this._activity = 0;             // a counter of events applied, for ordering ties of lastTs
     this._resetReady();
   }
 
@@ -565,7 +566,8 @@ export class ParleyClient {
     // Most recently active last, so the resume list keeps the live ones when it is cut.
     const p = this._persisted.positions; const s = p[e.conversation]; delete p[e.conversation]; p[e.conversation] = s;
     const known = this.conversations.get(e.conversation) || conversationFrom({ id: e.conversation, status: 'queued' });
-    this.conversations.set(e.conversation, applyEvent(known, e));
+    // `activity` orders conversations whose last events share a millisecond: the later arrival wins.
+    this.conversations.set(e.conversation, { ...applyEvent(known, e), activity: ++this._activity });
     if (e.type === 'message' && e.from?.id === this.user?.id) this._delivered(e);
     this._save();
     this._emit('event', e);
